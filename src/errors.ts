@@ -1,0 +1,61 @@
+/**
+ * Domain errors. Pure code throws these; only `src/http/` turns them into status codes.
+ * Each sets `name` and keeps its `cause`.
+ */
+
+/** The object key (or request path) is not acceptable: traversal, NUL, encoded slash... */
+export class InvalidKeyError extends Error {
+  override name = 'InvalidKeyError'
+}
+
+/** Why an upstream call failed, coarse enough to label a metric with. */
+export type UpstreamErrorKind = 'connect' | 'timeout' | 'auth' | 'server' | 'client' | 'aborted' | 'io' | 'unknown'
+
+/** The backing store failed (connection refused, 5xx, credentials...). Never means "not found". */
+export class UpstreamError extends Error {
+  override name = 'UpstreamError'
+  readonly kind: UpstreamErrorKind
+  readonly store: string
+  constructor(store: string, kind: UpstreamErrorKind, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.store = store
+    this.kind = kind
+  }
+}
+
+/** A precondition (If-Match / If-None-Match on PUT, If-Match on GET...) did not hold. */
+export class PreconditionFailedError extends Error {
+  override name = 'PreconditionFailedError'
+}
+
+/** A request body exceeded the configured upload limit. */
+export class PayloadTooLargeError extends Error {
+  override name = 'PayloadTooLargeError'
+  readonly limit: number
+  constructor(limit: number, message = `request body exceeds the upload limit of ${limit} bytes`) {
+    super(message)
+    this.limit = limit
+  }
+}
+
+/** Authentication failed; `reason` is short and safe to show to the client. */
+export class AuthError extends Error {
+  override name = 'AuthError'
+  readonly reason: string
+  constructor(reason: string, detail?: string) {
+    super(detail ?? reason)
+    this.reason = reason
+  }
+}
+
+/** The client went away or sent a broken body while we were reading it. */
+export class RequestAbortedError extends Error {
+  override name = 'RequestAbortedError'
+}
+
+const DOMAIN_ERRORS = new Set(['InvalidKeyError', 'UpstreamError', 'PreconditionFailedError', 'PayloadTooLargeError', 'AuthError', 'RequestAbortedError'])
+
+/** True for the errors above: stores pass them through instead of wrapping them. */
+export function isDomainError(error: unknown): error is Error {
+  return error instanceof Error && DOMAIN_ERRORS.has(error.name)
+}

@@ -1,0 +1,184 @@
+import { createReadStream, createWriteStream } from 'node:fs'
+import * as fsp from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import path from 'node:path'
+import type { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import mime from 'mime-types'
+import { InvalidKeyError, PreconditionFailedError, UpstreamError, isDomainError } from '../errors.ts'
+import { validateKey } from './key.ts'
+import type { GetOptions, GetResult, ObjectMeta, PutOptions, Store } from './types.ts'
+
+/** Sidecar metadata and temp files live here, inside the root, so renames stay atomic. */
+const META_DIR = '.cachegate-meta'
+/** 1 MiB reads are ~2× faster than the 64 KiB default for large files (measured, issue 6). */
+const READ_HIGH_WATER_MARK = 1024 * 1024
+
+export interface FsStoreOptions {
+  id: string
+  root: string
+}
+
+interface Sidecar {
+  contentType: string
+}
+
+/**
+ * A store over a local directory. Keys map to files under `root`; a key can never
+ * resolve outside it (dot segments are rejected up front, symlinks are resolved and checked).
+ *
+ * @example
+ * const store = createFsStore({ id: 'local', root: './data' })
+ * await store.put('hello.txt', Readable.from(['hi']), { contentType: 'text/plain' })
+ */
+export function createFsStore(options: FsStoreOptions): Store {
+  const root = path.resolve(options.root)
+  const id = options.id
+  let realRoot: string | undefined
+
+  async function resolvedRoot(): Promise<string> {
+    if (realRoot === undefined) {
+      await fsp.mkdir(root, { recursive: true })
+      realRoot = await fsp.realpath(root)
+    }
+    return realRoot
+  }
+
+  function fail(op: string, error: unknown): never {
+    if (isDomainError(error)) throw error
+    const code = (error as NodeJS.ErrnoException).code
+    throw new UpstreamError(id, code === 'EACCES' || code === 'EPERM' ? 'auth' : 'io', `fs store ${op} failed${code ? ` (${code})` : ''}`, { cause: error })
+  }
+
+  /** Maps a key to a path under the root, refusing anything that escapes it. */
+  async function locate(key: string): Promise<{ file: string; sidecar: string }> {
+    validateKey(key)
+    if (key === META_DIR || key.startsWith(`${META_DIR}/`)) throw new InvalidKeyError(`keys under ${META_DIR}/ are reserved by the fs store`)
+    const base = await resolvedRoot()
+    return { file: path.join(base, key), sidecar: path.join(base, META_DIR, 'meta', `${key}.json`) }
+  }
+
+  /** Resolves symlinks and checks the real target is still inside the root. */
+  async function realInside(file: string): Promise<string | null> {
+    const base = await resolvedRoot()
+    let real: string
+    try {
+      real = await fsp.realpath(file)
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'ENOENT' || code === 'ENOTDIR') return null
+      throw error
+    }
+    if (!real.startsWith(base + path.sep)) throw new InvalidKeyError('object key resolves outside the store root')
+    return real
+  }
+
+  async function readSidecar(sidecar: string): Promise<Sidecar | null> {
+    try {
+      return JSON.parse(await fsp.readFile(sidecar, 'utf8')) as Sidecar
+    } catch {
+      return null
+    }
+  }
+
+  async function metaOf(key: string, sidecar: string, stat: { size: number; mtimeMs: number; ino: number }): Promise<ObjectMeta> {
+    const stored = await readSidecar(sidecar)
+    return {
+      size: stat.size,
+      contentType: stored?.contentType ?? (mime.lookup(key) || 'application/octet-stream'),
+      // Same recipe as nginx's strong ETag: size and modification time, here with the inode too.
+      etag: `"${stat.ino.toString(16)}-${stat.size.toString(16)}-${Math.floor(stat.mtimeMs * 1000).toString(16)}"`,
+      lastModified: new Date(Math.floor(stat.mtimeMs / 1000) * 1000),
+    }
+  }
+
+  async function head(key: string): Promise<ObjectMeta | null> {
+    try {
+      const { file, sidecar } = await locate(key)
+      const real = await realInside(file)
+      if (real === null) return null
+      const stat = await fsp.stat(real)
+      if (!stat.isFile()) return null
+      return await metaOf(key, sidecar, stat)
+    } catch (error) {
+      fail('head', error)
+    }
+  }
+
+  async function get(key: string, options: GetOptions = {}): Promise<GetResult | null> {
+    let handle: fsp.FileHandle | undefined
+    try {
+      const { file, sidecar } = await locate(key)
+      const real = await realInside(file)
+      if (real === null) return null
+      handle = await fsp.open(real, 'r')
+      const stat = await handle.stat()
+      if (!stat.isFile()) {
+        await handle.close()
+        return null
+      }
+      const meta = await metaOf(key, sidecar, stat)
+      const range = options.range
+      const body = createReadStream('', {
+        fd: handle,
+        start: range?.start ?? 0,
+        end: range ? range.end : Math.max(stat.size - 1, 0),
+        highWaterMark: READ_HIGH_WATER_MARK,
+        signal: options.signal,
+      })
+      // An empty file: `end` is inclusive, so read nothing at all rather than byte 0.
+      if (stat.size === 0) body.push(null)
+      return range ? { meta, body, range } : { meta, body }
+    } catch (error) {
+      await handle?.close().catch(() => {})
+      fail('get', error)
+    }
+  }
+
+  async function put(key: string, body: Readable, options: PutOptions): Promise<ObjectMeta> {
+    let tmp: string | undefined
+    try {
+      const { file, sidecar } = await locate(key)
+      const base = await resolvedRoot()
+      await fsp.mkdir(path.dirname(file), { recursive: true })
+      // The parent may be a symlink planted in the root: check where it really is.
+      const realParent = await fsp.realpath(path.dirname(file))
+      if (realParent !== base && !realParent.startsWith(base + path.sep)) throw new InvalidKeyError('object key resolves outside the store root')
+      const target = path.join(realParent, path.basename(file))
+      await checkIfMatch(key, options)
+      const tmpDir = path.join(base, META_DIR, 'tmp')
+      await fsp.mkdir(tmpDir, { recursive: true })
+      tmp = path.join(tmpDir, `${randomBytes(8).toString('hex')}.tmp`)
+      await pipeline(body, createWriteStream(tmp, { flags: 'wx' }), { signal: options.signal })
+      if (options.ifNoneMatch === '*') {
+        // link() fails with EEXIST atomically: create-only even against a racing writer.
+        try {
+          await fsp.link(tmp, target)
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new PreconditionFailedError('object already exists')
+          throw error
+        }
+        await fsp.unlink(tmp)
+      } else {
+        await fsp.rename(tmp, target)
+      }
+      tmp = undefined
+      await fsp.mkdir(path.dirname(sidecar), { recursive: true })
+      await fsp.writeFile(sidecar, JSON.stringify({ contentType: options.contentType } satisfies Sidecar))
+      const stat = await fsp.stat(target)
+      return await metaOf(key, sidecar, stat)
+    } catch (error) {
+      if (tmp !== undefined) await fsp.unlink(tmp).catch(() => {})
+      fail('put', error)
+    }
+  }
+
+  /** If-Match on PUT: checked against the current file before writing (not atomic). */
+  async function checkIfMatch(key: string, options: PutOptions): Promise<void> {
+    if (options.ifMatch === undefined) return
+    const current = await head(key)
+    if (current?.etag !== options.ifMatch) throw new PreconditionFailedError('ETag does not match')
+  }
+
+  return { type: 'fs', id, head, get, put }
+}
