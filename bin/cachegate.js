@@ -1,0 +1,11 @@
+#!/usr/bin/env node
+// cachegate runs its TypeScript sources directly: Node ≥ 22.18 strips types natively.
+const [major, minor] = process.versions.node.split('.').map(Number)
+if (major < 22 || (major === 22 && minor < 18)) {
+  process.stderr.write(
+    `cachegate: Node ${process.versions.node} is too old; it needs Node >= 22.18.\n` +
+      `  In a clone, run it through npm (npm start / npx cachegate), which uses the pinned node@22 devDependency.\n`,
+  )
+  process.exit(1)
+}
+await import('../src/main.ts')

@@ -1,0 +1,50 @@
+import type { ObjectMeta } from '../stores/types.ts'
+import { S3FifoCache } from './s3fifo.ts'
+import type { Cache, CacheHit, TierStats } from './types.ts'
+
+/** Bytes charged per entry on top of the body: key, metadata and bookkeeping, estimated. */
+export const ENTRY_OVERHEAD = 256
+
+export interface MemoryCacheOptions {
+  /** Bound on the bytes held (bodies plus per-entry overhead). */
+  maxBytes: number
+}
+
+interface Entry {
+  meta: ObjectMeta
+  body: Buffer
+}
+
+/**
+ * The memory tier: whole objects as Buffers, bounded by their real byte count and evicted
+ * by S3-FIFO (scan-resistant, size-aware).
+ *
+ * @example
+ * const cache = createMemoryCache({ maxBytes: 512 * 2 ** 20 })
+ * await cache.set('media\0a.jpg', meta, bytes)
+ */
+export function createMemoryCache(options: MemoryCacheOptions): Cache & { peek(key: string): CacheHit | undefined } {
+  if (!Number.isSafeInteger(options.maxBytes) || options.maxBytes < 0) throw new TypeError('maxBytes must be a non-negative integer')
+  const entries = new S3FifoCache<string, Entry>({ maxBytes: Math.max(options.maxBytes, 1) })
+  const charge = (key: string, body: Buffer) => body.byteLength + key.length * 2 + ENTRY_OVERHEAD
+
+  function peek(key: string): CacheHit | undefined {
+    const entry = entries.get(key)
+    return entry && { tier: 'memory', meta: entry.meta, body: entry.body }
+  }
+
+  return {
+    peek,
+    get: async (key) => peek(key),
+    async set(key, meta, body) {
+      if (options.maxBytes === 0) return false
+      return entries.set(key, { meta, body }, charge(key, body))
+    },
+    async delete(key) {
+      entries.delete(key)
+    },
+    stats(): Record<string, TierStats> {
+      return { memory: { entries: entries.size, bytes: entries.bytes, maxBytes: options.maxBytes } }
+    },
+  }
+}

@@ -1,0 +1,33 @@
+import type { Readable } from 'node:stream'
+import type { ByteRange, ObjectMeta } from '../stores/types.ts'
+
+/** A cached object. Memory hits carry their bytes; disk hits open a stream on demand. */
+export type CacheHit =
+  | { tier: 'memory'; meta: ObjectMeta; body: Buffer }
+  | { tier: 'disk'; meta: ObjectMeta; open(range?: ByteRange): Readable }
+
+export interface TierStats {
+  entries: number
+  /** Bytes charged against the bound (body plus per-entry overhead). */
+  bytes: number
+  maxBytes: number
+}
+
+/**
+ * One cache tier, or a composite of tiers behind the same interface (the hybrid cache).
+ * Keys are opaque strings; the gateway builds them from (bucket_id, key).
+ */
+export interface Cache {
+  get(key: string): Promise<CacheHit | undefined>
+  /** Stores a complete object; false when it does not fit (too large) and was not stored. */
+  set(key: string, meta: ObjectMeta, body: Buffer): Promise<boolean>
+  delete(key: string): Promise<void>
+  /** Per tier, e.g. `{ memory: {...}, disk: {...} }`. */
+  stats(): Record<string, TierStats>
+  close?(): Promise<void>
+}
+
+/** The cache key for an object: bucket ids cannot contain NUL, so this never collides. */
+export function cacheKey(bucketId: string, key: string): string {
+  return `${bucketId}\u0000${key}`
+}

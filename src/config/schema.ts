@@ -1,0 +1,160 @@
+import { z } from 'zod'
+import { decodeBase64Url, isUsablePublicKey, publicKeyOf } from '../auth/keys.ts'
+import { parseSize } from './size.ts'
+
+/** YAML `null`, a missing key and `FOO=` in the environment all mean "unset". */
+const unset = (value: unknown) => (value === null || value === '' ? undefined : value)
+
+const optionalString = z.preprocess(unset, z.string().min(1).optional())
+
+const size = z.preprocess(
+  unset,
+  z.union([z.string(), z.number()]).transform((value, ctx) => {
+    const bytes = parseSize(value)
+    if (bytes === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'not a size (examples: 4096, 512MiB, 2GB, 1.5GiB)' })
+      return z.NEVER
+    }
+    return bytes
+  }),
+)
+
+const bool = z.preprocess((value) => {
+  const v = unset(value)
+  if (typeof v !== 'string') return v
+  if (/^(true|1|yes|on)$/i.test(v)) return true
+  if (/^(false|0|no|off)$/i.test(v)) return false
+  return v
+}, z.boolean())
+
+const number = z.preprocess((value) => {
+  const v = unset(value)
+  return typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : v
+}, z.number())
+
+/** `host:port`, `[v6]:port`, `:port` or a bare port. */
+const listen = z.preprocess(
+  (value) => (typeof value === 'number' ? String(value) : unset(value)),
+  z
+    .string()
+    .default('0.0.0.0:8080')
+    .transform((value, ctx) => {
+      const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value) ?? /^()()(\d+)$/.exec(value)
+      const port = match ? Number(match[3]) : NaN
+      if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
+        ctx.addIssue({ code: 'custom', message: 'expected host:port, e.g. "0.0.0.0:8080"' })
+        return z.NEVER
+      }
+      return { host: match[1] ?? (match[2] || '0.0.0.0'), port }
+    }),
+)
+
+const key = (what: string) =>
+  z.preprocess(
+    unset,
+    z
+      .string()
+      .optional()
+      .refine((value) => value === undefined || decodeBase64Url(value)?.length === 32, {
+        message: `${what} must be 32 bytes of base64url without padding (see \`cachegate keygen\`)`,
+      }),
+  )
+
+const auth = z
+  .object({
+    public_key: key('public_key').refine((value) => value === undefined || isUsablePublicKey(value), {
+      message: 'public_key is not a valid Ed25519 public key (small-order or not on the curve)',
+    }),
+    /** Older keys still accepted for verification, so a key can be rotated without breaking links. */
+    previous_public_keys: z.preprocess(unset, z.array(key('previous_public_keys entry')).default([])),
+    private_key: key('private_key'),
+    bearer_token: optionalString.refine((value) => value === undefined || value.length >= 16, {
+      message: 'bearer_token must be at least 16 characters',
+    }),
+  })
+  .strict()
+  .superRefine((value, ctx) => {
+    if (!value.public_key && !value.bearer_token) {
+      ctx.addIssue({ code: 'custom', message: 'set public_key (presigned links) or bearer_token, or both', path: ['public_key'] })
+    }
+    if (value.private_key && value.public_key && publicKeyOf(value.private_key) !== value.public_key) {
+      ctx.addIssue({ code: 'custom', message: 'private_key does not belong to public_key', path: ['private_key'] })
+    }
+  })
+
+const MiB = 2 ** 20
+const cache = z
+  .object({
+    max_memory: size.default(512 * MiB),
+    max_object_size: size.default(64 * MiB),
+    max_disk: size.default(0),
+    disk_path: optionalString.default('./cache'),
+    max_upload_size: size.default(5 * 2 ** 30),
+  })
+  .strict()
+  .superRefine((value, ctx) => {
+    if (value.max_object_size > value.max_memory) {
+      ctx.addIssue({ code: 'custom', message: 'must not exceed cache.max_memory', path: ['max_object_size'] })
+    }
+  })
+
+const sentry = z
+  .object({
+    dsn: optionalString,
+    environment: optionalString,
+    release: optionalString,
+    traces_sample_rate: number.pipe(z.number().min(0).max(1)).default(0.1),
+    debug: bool.default(false),
+  })
+  .strict()
+
+const fsStore = z.object({ type: z.literal('fs'), root: z.string().min(1) }).strict()
+const s3Store = z
+  .object({
+    type: z.literal('s3'),
+    bucket: z.string().min(3).max(63),
+    region: optionalString.default('us-east-1'),
+    access_key: optionalString,
+    secret_key: optionalString,
+    endpoint: optionalString.refine((value) => value === undefined || URL.canParse(value), { message: 'must be a URL' }),
+    allow_http: bool.default(false),
+  })
+  .strict()
+  .superRefine((value, ctx) => {
+    if (Boolean(value.access_key) !== Boolean(value.secret_key)) {
+      ctx.addIssue({ code: 'custom', message: 'set both access_key and secret_key, or neither (default credential chain)', path: ['secret_key'] })
+    }
+    if (value.endpoint?.startsWith('http://') && !value.allow_http) {
+      ctx.addIssue({ code: 'custom', message: 'is plain http: set allow_http: true to permit it', path: ['endpoint'] })
+    }
+  })
+const azureStore = z
+  .object({
+    type: z.literal('azure'),
+    container: z.string().min(3).max(63),
+    connection_string: z.string().min(1),
+  })
+  .strict()
+
+const store = z.discriminatedUnion('type', [fsStore, s3Store, azureStore])
+
+/** Store ids appear in URLs as the first path segment. */
+const STORE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
+
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const
+
+export const configSchema = z
+  .object({
+    listen,
+    auth,
+    cache: z.preprocess((v) => v ?? {}, cache),
+    sentry: z.preprocess((v) => v ?? {}, sentry),
+    log: z.preprocess((v) => v ?? {}, z.object({ level: z.preprocess(unset, z.enum(LOG_LEVELS).default('info')) }).strict()),
+    stores: z.record(z.string().regex(STORE_ID, 'store id must be letters, digits, ".", "_" or "-"'), store).refine((value) => Object.keys(value).length > 0, {
+      message: 'at least one store is required',
+    }),
+  })
+  .strict()
+
+export type Config = z.output<typeof configSchema>
+export type StoreConfig = Config['stores'][string]

@@ -1,0 +1,60 @@
+import { Readable } from 'node:stream'
+import { fileTypeFromBuffer } from 'file-type'
+import mime from 'mime-types'
+
+export const DEFAULT_CONTENT_TYPE = 'application/octet-stream'
+/** file-type needs at most this many leading bytes to recognise any format it knows. */
+const SNIFF_BYTES = 4100
+
+/** A syntactically valid media type (RFC 9110 §8.3.1), parameters allowed; bounded length. */
+export function isValidContentType(value: string): boolean {
+  return value.length <= 256 && /^[\w!#$&^.+-]+\/[\w!#$&^.+-]+(\s*;\s*[\w!#$&^.+-]+=("[^"\\\r\n]*"|[\w!#$&^.+-]+))*\s*$/.test(value)
+}
+
+/** The type registered for the key's extension, if any (`a/b.png` → `image/png`). */
+export function contentTypeFromKey(key: string): string | undefined {
+  const type = mime.lookup(key)
+  return type === false ? undefined : type
+}
+
+/**
+ * Reads up to 4100 leading bytes of `body` to sniff its type from magic bytes, and returns
+ * a stream that yields every byte again (the sniffed head, then the rest, unbuffered).
+ */
+export async function sniffContentType(body: Readable): Promise<{ contentType: string | undefined; body: Readable }> {
+  const head: Buffer[] = []
+  let length = 0
+  const iterator = body[Symbol.asyncIterator]()
+  let ended = false
+  while (length < SNIFF_BYTES) {
+    const next = await iterator.next()
+    if (next.done) {
+      ended = true
+      break
+    }
+    const chunk = next.value as Buffer
+    head.push(chunk)
+    length += chunk.byteLength
+  }
+  const headBytes = Buffer.concat(head, length)
+  const type = length > 0 ? await fileTypeFromBuffer(headBytes) : undefined
+  const replay = Readable.from(
+    (async function* () {
+      if (length > 0) yield headBytes
+      if (ended) return
+      let done = false
+      try {
+        for (;;) {
+          const next = await iterator.next()
+          if ((done = next.done === true)) return
+          yield next.value as Buffer
+        }
+      } finally {
+        // The consumer gave up early: release (destroy) the source too.
+        if (!done) await iterator.return?.()
+      }
+    })(),
+    { objectMode: false },
+  )
+  return { contentType: type?.mime, body: replay }
+}

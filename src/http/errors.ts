@@ -1,0 +1,49 @@
+import { AuthError, InvalidKeyError, PayloadTooLargeError, PreconditionFailedError, RequestAbortedError, UpstreamError } from '../errors.ts'
+
+export interface HttpError {
+  status: 400 | 401 | 404 | 405 | 408 | 412 | 413 | 416 | 500 | 502 | 504
+  /** Short, safe to show: never a secret, a path on disk or an upstream credential. */
+  error: string
+  message?: string
+  headers?: Record<string, string>
+}
+
+/**
+ * The one place where domain errors become status codes. Anything unknown is a 500 whose
+ * detail stays in the log (and Sentry), not in the response.
+ */
+export function toHttpError(error: unknown): HttpError {
+  if (error instanceof InvalidKeyError) return { status: 400, error: 'invalid path', message: error.message }
+  if (error instanceof AuthError) {
+    return { status: 401, error: 'unauthorized', message: error.reason, headers: { 'WWW-Authenticate': `Bearer realm="cachegate", error="invalid_token", error_description="${error.reason}"` } }
+  }
+  if (error instanceof PreconditionFailedError) return { status: 412, error: 'precondition failed', message: error.message }
+  if (error instanceof PayloadTooLargeError) return { status: 413, error: 'payload too large', message: error.message, headers: { Connection: 'close' } }
+  if (error instanceof RequestAbortedError) return { status: 400, error: 'request aborted', message: error.message, headers: { Connection: 'close' } }
+  if (error instanceof UpstreamError) {
+    const status = error.kind === 'timeout' ? 504 : 502
+    return { status, error: 'upstream error', message: `store "${error.store}" failed: ${describeKind(error.kind)}` }
+  }
+  return { status: 500, error: 'internal error' }
+}
+
+function describeKind(kind: UpstreamError['kind']): string {
+  switch (kind) {
+    case 'connect':
+      return 'cannot connect'
+    case 'timeout':
+      return 'timed out'
+    case 'auth':
+      return 'access denied by the store'
+    case 'server':
+      return 'the store returned a server error'
+    case 'client':
+      return 'the store rejected the request'
+    case 'aborted':
+      return 'the transfer was aborted'
+    case 'io':
+      return 'I/O error'
+    default:
+      return 'unknown error'
+  }
+}

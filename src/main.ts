@@ -1,0 +1,191 @@
+import { randomBytes } from 'node:crypto'
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { stringify as toYaml, parse as parseYaml } from 'yaml'
+import { generateKeyPair, publicKeyOf } from './auth/keys.ts'
+import { SIGNABLE_METHODS, type SignableMethod, presign } from './auth/presign.ts'
+import { ConfigError, loadConfig, validateConfig } from './config/load.ts'
+import type { Config } from './config/schema.ts'
+import { createLogger, levelFromEnv } from './log.ts'
+import { startServer } from './server.ts'
+
+const USAGE = {
+  serve: `Usage: cachegate [--config <file|env>] [--listen host:port]
+
+Runs the gateway.
+  --config FILE   YAML config file (see config.example.yaml)
+  --config env    config from CACHEGATE_CONFIG (whole YAML) and/or CACHEGATE__SECTION__KEY variables
+  --listen ADDR   override the listen address (host:port)
+  (no --config)   development mode: serves ./data with freshly generated keys on 127.0.0.1:8080
+
+Other commands: keygen, sign (each takes --help).`,
+  keygen: `Usage: cachegate keygen --out FILE [--force]
+
+Writes a fresh Ed25519 key pair as YAML (auth: {public_key, private_key}, base64url), mode 0600.
+  --out FILE   where to write (refuses to overwrite an existing file)
+  --force      overwrite FILE if it exists`,
+  sign: `Usage: cachegate sign --bucket B --path P [--method GET|HEAD|PUT] [--expires-in 3600]
+                     [--base-url URL] (--config FILE | --keys FILE)
+
+Prints a presigned URL.
+  --bucket B        bucket id (a configured store)
+  --path P          object key, unencoded (e.g. "photos/a b.jpg")
+  --method M        GET (default), HEAD or PUT
+  --expires-in S    lifetime in seconds (default 3600)
+  --base-url URL    where the gateway is reachable (default: from --config's listen, else http://127.0.0.1:8080)
+  --config FILE     read auth.private_key from a config file ("env" for the environment)
+  --keys FILE       read auth.private_key from a keygen file`,
+}
+
+class UsageError extends Error {
+  override name = 'UsageError'
+}
+
+function fail(message: string, code = 2): never {
+  process.stderr.write(`cachegate: ${message}\n`)
+  process.exit(code)
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv
+  if (command === 'keygen') return keygen(rest)
+  if (command === 'sign') return sign(rest)
+  if (command !== undefined && !command.startsWith('-')) throw new UsageError(`unknown command "${command}"\n\n${USAGE.serve}`)
+  return serveCommand(argv)
+}
+
+function keygen(argv: string[]): void {
+  const { values } = parseArgs({ args: argv, options: { out: { type: 'string' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true })
+  if (values.help) return void process.stdout.write(`${USAGE.keygen}\n`)
+  if (!values.out) throw new UsageError(`--out is required\n\n${USAGE.keygen}`)
+  const keys = generateKeyPair()
+  const text = `# cachegate Ed25519 key pair, generated ${new Date().toISOString()}.\n# Keep private_key secret: the gateway itself only needs public_key.\n${toYaml({ auth: keys })}`
+  const out = path.resolve(values.out)
+  if (values.force) {
+    const tmp = `${out}.${randomBytes(4).toString('hex')}.tmp`
+    writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' })
+    renameSync(tmp, out)
+    chmodSync(out, 0o600)
+  } else {
+    try {
+      writeFileSync(out, text, { mode: 0o600, flag: 'wx' })
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') fail(`${values.out} already exists (use --force to overwrite)`, 1)
+      throw error
+    }
+  }
+  process.stdout.write(`wrote ${values.out}\npublic_key: ${keys.public_key}\n`)
+}
+
+function sign(argv: string[]): void {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      bucket: { type: 'string' },
+      path: { type: 'string' },
+      method: { type: 'string', default: 'GET' },
+      'expires-in': { type: 'string', default: '3600' },
+      'base-url': { type: 'string' },
+      config: { type: 'string' },
+      keys: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  })
+  if (values.help) return void process.stdout.write(`${USAGE.sign}\n`)
+  if (!values.bucket || !values.path) throw new UsageError(`--bucket and --path are required\n\n${USAGE.sign}`)
+  if (Boolean(values.config) === Boolean(values.keys)) throw new UsageError(`give exactly one of --config or --keys\n\n${USAGE.sign}`)
+  const method = values.method.toUpperCase()
+  if (!(SIGNABLE_METHODS as readonly string[]).includes(method)) throw new UsageError(`--method must be one of ${SIGNABLE_METHODS.join(', ')}`)
+  const expiresIn = Number(values['expires-in'])
+  if (!Number.isInteger(expiresIn) || expiresIn <= 0) throw new UsageError('--expires-in must be a positive whole number of seconds')
+
+  let privateKey: string | undefined
+  let baseUrl = values['base-url']
+  if (values.config) {
+    const config = loadConfig(values.config)
+    privateKey = config.auth.private_key
+    baseUrl ??= baseUrlOf(config)
+  } else {
+    let doc: { auth?: { private_key?: unknown } } | undefined
+    try {
+      doc = parseYaml(readFileSync(values.keys!, 'utf8')) as typeof doc
+    } catch (error) {
+      fail(`cannot read keys from ${values.keys}: ${(error as Error).name}`, 1)
+    }
+    privateKey = typeof doc?.auth?.private_key === 'string' ? doc.auth.private_key : undefined
+  }
+  if (!privateKey || !publicKeyOf(privateKey)) fail('no valid auth.private_key found (run `cachegate keygen --out auth.keys.yaml`)', 1)
+  const url = presign({ baseUrl: baseUrl ?? 'http://127.0.0.1:8080', bucket: values.bucket, path: values.path, method: method as SignableMethod, expiresIn, privateKey })
+  process.stdout.write(`${url}\n`)
+}
+
+function baseUrlOf(config: Config): string {
+  const { host, port } = config.listen
+  const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host
+  return `http://${shown}:${port}`
+}
+
+const SAMPLE_KEY = 'hello.txt'
+const SAMPLE_BODY = 'Hello from cachegate! This file was served through a presigned link.\n'
+
+/** No config at all: serve ./data with fresh keys, loudly marked as development mode. */
+function devConfig(listen: string | undefined): { config: Config; bearer: string; privateKey: string } {
+  const keys = generateKeyPair()
+  const bearer = randomBytes(24).toString('base64url')
+  mkdirSync('data', { recursive: true })
+  if (!existsSync(path.join('data', SAMPLE_KEY))) writeFileSync(path.join('data', SAMPLE_KEY), SAMPLE_BODY)
+  const config = validateConfig(
+    {
+      listen: listen ?? '127.0.0.1:8080',
+      auth: { ...keys, bearer_token: bearer },
+      cache: { max_memory: '64MiB', max_object_size: '8MiB' },
+      stores: { local: { type: 'fs', root: './data' } },
+    },
+    'development defaults',
+  )
+  return { config, bearer, privateKey: keys.private_key }
+}
+
+async function serveCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, listen: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true })
+  if (values.help) return void process.stdout.write(`${USAGE.serve}\n`)
+  let dev: ReturnType<typeof devConfig> | undefined
+  let config: Config
+  if (values.config) {
+    config = loadConfig(values.config, process.env, values.listen ? { listen: values.listen } : {})
+  } else {
+    dev = devConfig(values.listen)
+    config = dev.config
+  }
+  const logger = createLogger(levelFromEnv(config.log.level))
+  if (dev) logger.warn('DEVELOPMENT MODE: no --config given; serving ./data with freshly generated keys (they change on every start). Do not use in production.')
+  const running = await startServer(config, { logger })
+  if (dev) {
+    const url = presign({ baseUrl: running.url, bucket: 'local', path: SAMPLE_KEY, expiresIn: 3600, privateKey: dev.privateKey })
+    logger.info('development mode: sample presigned URL', { url, bearer_token: dev.bearer })
+    process.stderr.write(
+      `\n  cachegate DEVELOPMENT MODE (not for production)\n` +
+        `  serving ./data as bucket "local" on ${running.url}\n` +
+        `  presigned URL (1 h):  ${url}\n` +
+        `  bearer token:         curl -H 'Authorization: Bearer ${dev.bearer}' ${running.url}/local/${SAMPLE_KEY}\n\n`,
+    )
+  }
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      logger.info('shutting down', { signal })
+      void running.close().then(() => process.exit(0))
+    })
+  }
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof ConfigError) fail(error.message, 1)
+  if (error instanceof UsageError) fail(error.message, 2)
+  const code = (error as NodeJS.ErrnoException).code
+  if (code?.startsWith('ERR_PARSE_ARGS')) fail(`${(error as Error).message} (see --help)`, 2)
+  if (code === 'EADDRINUSE' || code === 'EACCES') fail(`cannot listen: ${code}`, 1)
+  process.stderr.write(`cachegate: fatal: ${(error as Error).stack ?? String(error)}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,74 @@
+import type { AddressInfo } from 'node:net'
+import type { Server } from 'node:http'
+import { serve } from '@hono/node-server'
+import { createApp } from './app.ts'
+import { createMemoryCache } from './cache/memory.ts'
+import type { Config } from './config/schema.ts'
+import { type Logger, createLogger, levelFromEnv } from './log.ts'
+import { Telemetry } from './metrics.ts'
+import { createStores } from './stores/registry.ts'
+import type { Store } from './stores/types.ts'
+
+export interface RunningServer {
+  url: string
+  server: Server
+  close(): Promise<void>
+}
+
+/** Lets in-flight requests finish for this long on shutdown, then cuts them. */
+const SHUTDOWN_GRACE_MS = 10_000
+
+/** Initialises Sentry only when a DSN is configured (the SDK is heavy to load). */
+async function initSentry(config: Config, logger: Logger): Promise<((error: unknown) => void) | undefined> {
+  const { dsn, environment, release, traces_sample_rate, debug } = config.sentry
+  if (!dsn) return undefined
+  const Sentry = await import('@sentry/node')
+  Sentry.init({ dsn, environment, release, tracesSampleRate: traces_sample_rate, debug })
+  logger.info('sentry enabled', { environment: environment ?? null })
+  return (error) => Sentry.captureException(error)
+}
+
+/**
+ * Builds stores, cache and app from a validated config and listens.
+ *
+ * @example
+ * const running = await startServer(loadConfig('config.yaml'))
+ * // ... later
+ * await running.close()
+ */
+export async function startServer(config: Config, options: { logger?: Logger; stores?: Map<string, Store> } = {}): Promise<RunningServer> {
+  const logger = options.logger ?? createLogger(levelFromEnv(config.log.level))
+  const reportError = await initSentry(config, logger)
+  const stores = options.stores ?? createStores(config)
+  const cache = createMemoryCache({ maxBytes: config.cache.max_memory })
+  const telemetry = new Telemetry({ defaultMetrics: true })
+  const { app } = createApp({ config, stores, cache, logger, telemetry, reportError })
+
+  const server = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }) as Server
+  // Uploads of many GiB take longer than Node's 5-minute default; headers must still come quickly.
+  server.requestTimeout = 0
+  server.headersTimeout = 30_000
+  server.keepAliveTimeout = 65_000
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve)
+    server.once('error', reject)
+  })
+  const address = server.address() as AddressInfo
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  const url = `http://${host}:${address.port}`
+  logger.info('listening', { url, stores: [...stores.keys()], max_memory: config.cache.max_memory })
+
+  let closing: Promise<void> | undefined
+  const close = () =>
+    (closing ??= (async () => {
+      const timer = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS)
+      timer.unref()
+      server.closeIdleConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      clearTimeout(timer)
+      await Promise.all([...stores.values()].map((s) => s.close?.().catch(() => {})))
+      await cache.close?.()
+      logger.info('stopped')
+    })())
+  return { url, server, close }
+}
