@@ -8,7 +8,6 @@ import { SIGNABLE_METHODS, type SignableMethod, presign } from './auth/presign.t
 import { ConfigError, loadConfig, validateConfig } from './config/load.ts'
 import type { Config } from './config/schema.ts'
 import { createLogger, levelFromEnv } from './log.ts'
-import { startServer } from './server.ts'
 
 const USAGE = {
   serve: `Usage: cachegate [--config <file|env>] [--listen host:port]
@@ -161,6 +160,8 @@ async function serveCommand(argv: string[]): Promise<void> {
   }
   const logger = createLogger(levelFromEnv(config.log.level))
   if (dev) logger.warn('DEVELOPMENT MODE: no --config given; serving ./data with freshly generated keys (they change on every start). Do not use in production.')
+  // Loaded here, not at the top: keygen and sign need none of the store SDKs.
+  const { startServer } = await import('./server.ts')
   const running = await startServer(config, { logger })
   if (dev) {
     const url = presign({ baseUrl: running.url, bucket: 'local', path: SAMPLE_KEY, expiresIn: 3600, privateKey: dev.privateKey })

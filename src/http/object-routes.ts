@@ -83,16 +83,7 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
       const params = new URLSearchParams(query)
       const sigs = params.getAll('sig')
       if (sigs.length > 1) throw new AuthError('malformed signature', 'more than one sig parameter')
-      let principal: Principal
-      try {
-        principal = authenticate({ method, bucket, key, sig: sigs[0], authorization: incoming.headers.authorization })
-      } catch (error) {
-        if (error instanceof AuthError) {
-          telemetry.authFailure(error.reason)
-          logger.info('auth failed', { method, bucket, reason: error.reason, detail: error.message })
-        }
-        throw error
-      }
+      const principal = authenticate({ method, bucket, key, sig: sigs[0], authorization: incoming.headers.authorization })
       const store = stores.get(bucket)
       if (!store) return send(outgoing, 404, { error: 'not found', message: `no bucket "${bucket}"` })
 
@@ -117,6 +108,10 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
       return RESPONSE_ALREADY_SENT
     } catch (error) {
       if (error instanceof URIError) return send(outgoing, 400, toHttpError(new InvalidKeyError('malformed percent-encoding in path')), {}, method === 'HEAD')
+      if (error instanceof AuthError) {
+        telemetry.authFailure(error.reason)
+        logger.info('auth failed', { method, reason: error.reason, detail: error.message })
+      }
       const mapped = toHttpError(error)
       if (mapped.status >= 500) logger.warn('request failed', { method, status: mapped.status, err: error })
       return send(outgoing, mapped.status, { error: mapped.error, message: mapped.message }, mapped.headers, method === 'HEAD')
