@@ -93,9 +93,7 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
         if (!found) return send(outgoing, 404, { error: 'not found', message: 'no such object' }, {}, true)
         const prefetch = params.get('prefetch')
         if (prefetch === '1' || prefetch === 'true') objects.prefetch(store, key, found.meta)
-        outgoing.writeHead(200, objectHeaders(found.meta, found.result, principal, now()))
-        outgoing.end()
-        return RESPONSE_ALREADY_SENT
+        return headResponse(200, objectHeaders(found.meta, found.result, principal, now()))
       }
       const found = await objects.read(store, key, method)
       if (!found) return send(outgoing, 404, { error: 'not found', message: 'no such object' })
@@ -149,12 +147,23 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
   }
 }
 
-/** Writes a small JSON response directly (HEAD: headers only). */
+/**
+ * Writes a small JSON response directly. For HEAD it returns a body-less Response instead:
+ * Hono answers HEAD by re-wrapping the GET route's Response, which must not be one already sent.
+ */
 export function send(outgoing: ServerResponse, status: number, body: unknown, headers: OutgoingHttpHeaders = {}, headOnly = false): Response {
   const json = JSON.stringify(body)
+  const all: OutgoingHttpHeaders = { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(json), 'X-Content-Type-Options': 'nosniff', ...headers }
+  if (headOnly) return headResponse(status, all)
   if (!outgoing.headersSent) {
-    outgoing.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(json), 'X-Content-Type-Options': 'nosniff', ...headers })
-    outgoing.end(headOnly ? undefined : json)
+    outgoing.writeHead(status, all)
+    outgoing.end(json)
   } else outgoing.destroy()
   return RESPONSE_ALREADY_SENT
+}
+
+function headResponse(status: number, headers: OutgoingHttpHeaders): Response {
+  const out = new Headers()
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) out.set(name, String(value))
+  return new Response(null, { status, headers: out })
 }
