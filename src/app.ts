@@ -37,6 +37,7 @@ export function createApp(deps: AppDeps) {
     cache,
     maxObjectSize: config.cache.max_object_size,
     maxUploadSize: config.cache.max_upload_size,
+    pageSize: config.cache.page_size,
     telemetry,
     logger,
   })

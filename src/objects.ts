@@ -1,18 +1,29 @@
-import { Transform, type TransformCallback, type Readable } from 'node:stream'
+import type { Readable } from 'node:stream'
 import { performance } from 'node:perf_hooks'
+import { LRUCache } from 'lru-cache'
 import { Fill } from './cache/fill.ts'
 import { type Cache, cacheKey } from './cache/types.ts'
 import { DEFAULT_CONTENT_TYPE, contentTypeFromKey, sniffContentType } from './content-type.ts'
 import { PayloadTooLargeError, UpstreamError } from './errors.ts'
 import type { Logger } from './log.ts'
 import type { CacheResult, Telemetry } from './metrics.ts'
-import type { ObjectMeta, PutOptions, Store } from './stores/types.ts'
+import { createPager } from './pages.ts'
+import { sliceStream } from './stream-slice.ts'
+import type { ByteRange, ObjectMeta, PutOptions, Store } from './stores/types.ts'
+import { UploadMeter } from './upload-meter.ts'
 
-export interface ReadResult {
-  result: CacheResult
+/**
+ * An object ready to be served: its metadata now, its bytes on demand. `read` may be called
+ * once per range (multipart); `release` frees anything held open that was not read.
+ */
+export interface OpenObject {
   meta: ObjectMeta
-  /** A Buffer for memory hits (written in one go), else a stream to pipe. */
-  body: Buffer | Readable
+  result: CacheResult
+  /** Whole object, or one inclusive range of it. Memory hits come back as Buffers. */
+  read(range?: ByteRange): Promise<Buffer | Readable>
+  /** For paged objects: whether these ranges are all served from cache (else the same as `result`). */
+  cached(ranges: readonly ByteRange[]): Promise<boolean>
+  release(): void
 }
 
 export interface WriteOptions {
@@ -27,10 +38,14 @@ export interface WriteOptions {
 
 export interface ObjectServiceOptions {
   cache: Cache
-  /** Larger objects are streamed through but not cached. */
+  /** Larger objects are not cached whole: streamed through, or cached page by page. */
   maxObjectSize: number
   /** PUT bodies larger than this are refused (413). */
   maxUploadSize: number
+  /** Page size for large objects; 0 disables page caching. */
+  pageSize?: number
+  /** Pages fetched ahead of the one being sent (default 2). */
+  readAhead?: number
   telemetry: Telemetry
   logger: Logger
 }
@@ -38,7 +53,7 @@ export interface ObjectServiceOptions {
 type Outcome =
   | { kind: 'missing' }
   | { kind: 'fill'; fill: Fill }
-  /** Too large to cache: the leader takes the upstream body, followers fetch their own. */
+  /** Too large to cache whole: the leader takes the upstream body, followers fetch their own. */
   | { kind: 'too-large'; meta: ObjectMeta; take(): Readable | undefined }
 
 interface Flight {
@@ -47,13 +62,19 @@ interface Flight {
   stale: boolean
 }
 
+/** Metadata of objects seen recently, so ranged reads of large objects need no HEAD each time. */
+const KNOWN_META_ENTRIES = 10_000
+
 /**
- * The read and write paths: cache lookups, singleflight fills, write-through PUT.
- * Knows nothing of HTTP or auth; throws domain errors.
+ * The read and write paths: cache lookups, singleflight fills, page-aligned reads of large
+ * objects, write-through PUT. Knows nothing of HTTP or auth; throws domain errors.
  */
 export function createObjectService(options: ObjectServiceOptions) {
   const { cache, maxObjectSize, maxUploadSize, telemetry, logger } = options
+  const pageSize = options.pageSize ?? 0
   const flights = new Map<string, Flight>()
+  const heads = new Map<string, Promise<ObjectMeta | null>>()
+  const known = new LRUCache<string, ObjectMeta>({ max: KNOWN_META_ENTRIES })
 
   async function upstream<T>(store: Store, op: string, call: () => Promise<T>): Promise<T> {
     const started = performance.now()
@@ -67,6 +88,8 @@ export function createObjectService(options: ObjectServiceOptions) {
     }
   }
 
+  const pager = createPager({ cache, pageSize: pageSize || 1, readAhead: options.readAhead ?? 2, upstream, onChanged: (ck) => known.delete(ck) })
+
   function startFlight(ck: string, store: Store, key: string): Flight {
     const flight: Flight = { stale: false, ready: undefined as unknown as Promise<Outcome> }
     const forget = () => {
@@ -76,6 +99,7 @@ export function createObjectService(options: ObjectServiceOptions) {
       // No client signal here: the fill belongs to the gateway, not to the first client.
       const got = await upstream(store, 'get', () => store.get(key))
       if (!got) return { kind: 'missing' }
+      if (!flight.stale) known.set(ck, got.meta)
       if (got.meta.size > maxObjectSize) {
         let body: Readable | undefined = got.body
         return {
@@ -107,38 +131,113 @@ export function createObjectService(options: ObjectServiceOptions) {
     return flight
   }
 
-  /** GET: cache hit, join an in-flight fill, or start one. Null when the object is missing. */
-  async function read(store: Store, key: string, method = 'GET'): Promise<ReadResult | null> {
+  /** HEAD upstream, once for concurrent callers; remembers the answer. */
+  function headOnce(ck: string, store: Store, key: string): Promise<ObjectMeta | null> {
+    let pending = heads.get(ck)
+    if (!pending) {
+      pending = upstream(store, 'head', () => store.head(key))
+      heads.set(ck, pending)
+      const forget = () => heads.get(ck) === pending && heads.delete(ck)
+      pending.then((meta) => {
+        forget()
+        if (meta) known.set(ck, meta)
+      }, forget)
+    }
+    return pending
+  }
+
+  const slice = (bytes: Buffer, range?: ByteRange) => (range ? bytes.subarray(range.start, range.end + 1) : bytes)
+  const whole = (meta: ObjectMeta): ByteRange => ({ start: 0, end: meta.size - 1 })
+
+  /** A paged object's hit or miss depends on the ranges asked for: counted in `cached`. */
+  function paged(store: Store, key: string, ck: string, meta: ObjectMeta, method: string): OpenObject {
+    return {
+      meta,
+      result: 'miss',
+      read: (range) => pager.read(store, key, ck, meta, range ?? whole(meta)),
+      async cached(ranges) {
+        const all = await pager.allCached(ck, meta, ranges)
+        telemetry.cacheResult(method, all ? 'hit' : 'miss')
+        return all
+      },
+      release() {},
+    }
+  }
+
+  /**
+   * Finds an object for GET: a cache hit, an in-flight or new fill, or (objects over
+   * `max_object_size`) a paged read or a pass-through stream. `ranged`: the request wants
+   * part of the object, so a large one is worth paging even before its first full read.
+   * Null when the object does not exist. Counts the request as hit, miss or inflight
+   * (for paged objects, when `cached` is asked).
+   */
+  async function open(store: Store, key: string, ranged: boolean, method = 'GET'): Promise<OpenObject | null> {
     const ck = cacheKey(store.id, key)
     const hit = await cache.get(ck)
     if (hit) {
       telemetry.cacheResult(method, 'hit')
-      return { result: 'hit', meta: hit.meta, body: hit.tier === 'memory' ? hit.body : hit.open() }
+      const result = 'hit' as const
+      if (hit.tier === 'memory') return { meta: hit.meta, result, read: async (range) => slice(hit.body, range), cached: async () => true, release() {} }
+      return { meta: hit.meta, result, read: async (range) => hit.open(range), cached: async () => true, release() {} }
     }
+    let meta = known.get(ck)
+    if (pageSize > 0 && !meta && ranged && !flights.has(ck)) {
+      meta = (await headOnce(ck, store, key)) ?? undefined
+      if (!meta) return null
+    }
+    if (pageSize > 0 && meta && meta.size > maxObjectSize) return paged(store, key, ck, meta, method)
     const joined = flights.get(ck)
     const flight = joined ?? startFlight(ck, store, key)
     const result: CacheResult = joined ? 'inflight' : 'miss'
     telemetry.cacheResult(method, result)
     const outcome = await flight.ready
     if (outcome.kind === 'missing') return null
-    if (outcome.kind === 'fill') return { result, meta: outcome.fill.meta, body: outcome.fill.subscribe() }
-    const body = outcome.take()
-    if (body) return { result, meta: outcome.meta, body }
+    if (outcome.kind === 'fill') {
+      const { fill } = outcome
+      return {
+        meta: fill.meta,
+        result,
+        read: async (range) => (range ? sliceStream(fill.subscribe(), range) : fill.subscribe()),
+        cached: async () => false,
+        release() {},
+      }
+    }
+    if (pageSize > 0 && ranged) {
+      outcome.take()?.destroy()
+      return { ...paged(store, key, ck, outcome.meta, method), result, cached: async () => false }
+    }
     // A follower of an uncacheable object: streaming one body to many clients of different
     // speeds would need unbounded buffering, so each follower reads its own.
-    const own = await upstream(store, 'get', () => store.get(key))
-    return own && { result, meta: own.meta, body: own.body }
+    let body = outcome.take()
+    return {
+      meta: outcome.meta,
+      result,
+      async read(range) {
+        const taken = body
+        body = undefined
+        if (taken) return range ? sliceStream(taken, range) : taken
+        const own = await upstream(store, 'get', () => store.get(key, { range }))
+        if (!own) throw new UpstreamError(store.id, 'server', 'object disappeared during the read')
+        return own.body
+      },
+      cached: async () => false,
+      release() {
+        body?.destroy()
+        body = undefined
+      },
+    }
   }
 
-  /** HEAD: metadata from the cache when held, else from the store (not cached on its own). */
+  /** HEAD: metadata from the cache (or recent knowledge) when held, else from the store. */
   async function head(store: Store, key: string): Promise<{ meta: ObjectMeta; result: CacheResult } | null> {
-    const hit = await cache.get(cacheKey(store.id, key))
+    const ck = cacheKey(store.id, key)
+    const hit = await cache.get(ck)
     if (hit) {
       telemetry.cacheResult('HEAD', 'hit')
       return { meta: hit.meta, result: 'hit' }
     }
     telemetry.cacheResult('HEAD', 'miss')
-    const meta = await upstream(store, 'head', () => store.head(key))
+    const meta = await headOnce(ck, store, key)
     return meta && { meta, result: 'miss' }
   }
 
@@ -158,20 +257,23 @@ export function createObjectService(options: ObjectServiceOptions) {
       .catch((error: unknown) => logger.warn('prefetch failed', { store: store.id, err: error }))
   }
 
-  /** Drops the cached copy and detaches any fill that would re-cache older bytes. */
+  /** Drops the cached copy and what we knew, and detaches any fill that would re-cache older bytes. */
   async function invalidate(ck: string): Promise<void> {
     const flight = flights.get(ck)
     if (flight) {
       flight.stale = true
       flights.delete(ck)
     }
+    known.delete(ck)
+    heads.delete(ck)
     await cache.delete(ck)
   }
 
   /**
    * PUT: streams the body to the store (never whole in memory unless it is small enough to
    * cache), then caches it. Any older cached copy is dropped before and after the upload, so
-   * a failed upload leaves the store's old object and a cold (consistent) cache.
+   * a failed upload leaves the store's old object and a cold (consistent) cache. Old pages of
+   * a large object stay until evicted but are never served: they carry the old ETag.
    */
   async function write(store: Store, key: string, body: Readable, request: WriteOptions): Promise<ObjectMeta> {
     const ck = cacheKey(store.id, key)
@@ -191,53 +293,18 @@ export function createObjectService(options: ObjectServiceOptions) {
     try {
       meta = await upstream(store, 'put', () => store.put(key, source, put))
     } catch (error) {
-      // The limit or the client, not the store, ended the upload: say so.
+      // The limit, not the store, ended the upload: say so.
       if (meter.overLimit) throw new PayloadTooLargeError(maxUploadSize)
       throw error
     }
     await invalidate(ck)
     const bytes = meter.collected()
     if (bytes && bytes.byteLength === meta.size) await cache.set(ck, meta, bytes)
+    else known.set(ck, meta)
     return meta
   }
 
-  return { read, head, prefetch, write, inflightFills: () => flights.size }
+  return { open, head, prefetch, write, inflightFills: () => flights.size + pager.inflight() }
 }
 
 export type ObjectService = ReturnType<typeof createObjectService>
-
-/**
- * Counts upload bytes, fails the stream once they pass the upload limit, and keeps a copy
- * of the body for the cache while it stays within `max_object_size`.
- */
-class UploadMeter extends Transform {
-  readonly #limit: number
-  readonly #keepUpTo: number
-  #bytes = 0
-  #kept: Buffer[] | undefined = []
-  overLimit = false
-
-  constructor(limit: number, keepUpTo: number) {
-    super()
-    this.#limit = limit
-    this.#keepUpTo = keepUpTo
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#bytes += chunk.byteLength
-    if (this.#bytes > this.#limit) {
-      this.overLimit = true
-      callback(new PayloadTooLargeError(this.#limit))
-      return
-    }
-    if (this.#kept) {
-      if (this.#bytes <= this.#keepUpTo) this.#kept.push(chunk)
-      else this.#kept = undefined
-    }
-    callback(null, chunk)
-  }
-
-  collected(): Buffer | undefined {
-    return this.#kept && Buffer.concat(this.#kept, this.#bytes)
-  }
-}

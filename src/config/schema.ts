@@ -90,11 +90,16 @@ const cache = z
     max_disk: size.default(0),
     disk_path: optionalString.default('./cache'),
     max_upload_size: size.default(5 * 2 ** 30),
+    /** Objects over max_object_size are cached in pages of this size (0: streamed, not cached). */
+    page_size: size.default(16 * MiB),
   })
   .strict()
   .superRefine((value, ctx) => {
     if (value.max_object_size > value.max_memory) {
       ctx.addIssue({ code: 'custom', message: 'must not exceed cache.max_memory', path: ['max_object_size'] })
+    }
+    if (value.page_size > value.max_memory) {
+      ctx.addIssue({ code: 'custom', message: 'must not exceed cache.max_memory', path: ['page_size'] })
     }
   })
 

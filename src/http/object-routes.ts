@@ -1,5 +1,4 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
-import { pipeline } from 'node:stream/promises'
 import type { Context } from 'hono'
 import type { HttpBindings } from '@hono/node-server'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
@@ -10,8 +9,9 @@ import type { Logger } from '../log.ts'
 import type { Telemetry } from '../metrics.ts'
 import type { ObjectService } from '../objects.ts'
 import { decodeKey } from '../stores/key.ts'
-import type { ObjectMeta, Store } from '../stores/types.ts'
+import type { Store } from '../stores/types.ts'
 import { toHttpError } from './errors.ts'
+import { objectHeaders, preconditionStatus, validatorHeaders, writeObject } from './read-response.ts'
 
 export type Env = { Bindings: HttpBindings }
 
@@ -40,26 +40,6 @@ export function splitTarget(target: string): { path: string; query: string } {
 /** True when any segment of the raw path is `.` or `..`, literally or percent-encoded. */
 export function hasDotSegment(rawPath: string): boolean {
   return rawPath.split('/').some((segment) => /^(?:\.|%2e){1,2}$/i.test(segment))
-}
-
-function httpDate(date: Date): string {
-  return date.toUTCString()
-}
-
-function objectHeaders(meta: ObjectMeta, result: string, principal: Principal, nowMs: number): OutgoingHttpHeaders {
-  const headers: OutgoingHttpHeaders = {
-    'Content-Type': meta.contentType,
-    'Content-Length': meta.size,
-    'Accept-Ranges': 'bytes',
-    'X-CG-Status': result === 'hit' ? 'hit=1' : 'hit=0',
-    'X-Content-Type-Options': 'nosniff',
-    // A presigned response must not outlive its signature; a bearer one is for that client only.
-    'Cache-Control':
-      principal.kind === 'presigned' ? `private, max-age=${Math.max(0, Math.min(3600, principal.expiresAt - Math.ceil(nowMs / 1000)))}` : 'private, no-cache',
-  }
-  if (meta.etag) headers.ETag = meta.etag
-  if (meta.lastModified) headers['Last-Modified'] = httpDate(meta.lastModified)
-  return headers
 }
 
 /**
@@ -91,17 +71,29 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
       if (method === 'HEAD') {
         const found = await objects.head(store, key)
         if (!found) return send(outgoing, 404, { error: 'not found', message: 'no such object' }, {}, true)
+        const failed = preconditionStatus('HEAD', incoming.headers, found.meta)
+        if (failed) return headResponse(failed === 'not-modified' ? 304 : 412, validatorHeaders(found.meta, principal, now()))
         const prefetch = params.get('prefetch')
         if (prefetch === '1' || prefetch === 'true') objects.prefetch(store, key, found.meta)
-        return headResponse(200, objectHeaders(found.meta, found.result, principal, now()))
+        return headResponse(200, objectHeaders(found.meta, found.result === 'hit', principal, now()))
       }
-      const found = await objects.read(store, key, method)
-      if (!found) return send(outgoing, 404, { error: 'not found', message: 'no such object' })
-      outgoing.writeHead(200, objectHeaders(found.meta, found.result, principal, now()))
-      if (Buffer.isBuffer(found.body)) outgoing.end(found.body)
-      else {
-        // A client that goes away ends only its own stream (the fill, if any, carries on).
-        pipeline(found.body, outgoing).catch((error: unknown) => logger.debug('response stream ended early', { bucket, err: error }))
+      const object = await objects.open(store, key, incoming.headers.range !== undefined, method)
+      if (!object) return send(outgoing, 404, { error: 'not found', message: 'no such object' })
+      const failed = preconditionStatus('GET', incoming.headers, object.meta)
+      if (failed === 'not-modified') {
+        object.release()
+        outgoing.writeHead(304, validatorHeaders(object.meta, principal, now()))
+        outgoing.end()
+      } else if (failed === 'precondition-failed') {
+        object.release()
+        return send(outgoing, 412, { error: 'precondition failed', message: 'If-Match or If-Unmodified-Since did not hold' }, validatorHeaders(object.meta, principal, now()))
+      } else {
+        try {
+          await writeObject(outgoing, object, incoming.headers, principal, now(), logger)
+        } catch (error) {
+          object.release()
+          throw error
+        }
       }
       return RESPONSE_ALREADY_SENT
     } catch (error) {

@@ -1,0 +1,127 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import type { Principal } from '../auth/middleware.ts'
+import type { Logger } from '../log.ts'
+import type { OpenObject } from '../objects.ts'
+import type { ByteRange, ObjectMeta } from '../stores/types.ts'
+import { type ConditionalHeaders, type PreconditionResult, evaluateIfRange, evaluatePreconditions, httpDate } from './conditional.ts'
+import { contentRange, multipartBoundary, multipartParts, parseRange, resolveRanges, unsatisfiedRange } from './range.ts'
+
+export function conditionalHeaders(headers: IncomingHttpHeaders): ConditionalHeaders {
+  return {
+    ifMatch: headers['if-match'],
+    ifNoneMatch: headers['if-none-match'],
+    ifModifiedSince: headers['if-modified-since'],
+    ifUnmodifiedSince: headers['if-unmodified-since'],
+  }
+}
+
+/** Longest a presigned response may be cached by the browser, capped by the link's expiry. */
+const MAX_PRESIGNED_AGE = 3600
+
+/** Headers every object response repeats, 304s included (RFC 9110 §15.4.5). */
+export function validatorHeaders(meta: ObjectMeta, principal: Principal, nowMs: number): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = {
+    // A presigned response must not outlive its signature; a bearer one is for that client only.
+    'Cache-Control':
+      principal.kind === 'presigned' ? `private, max-age=${Math.max(0, Math.min(MAX_PRESIGNED_AGE, principal.expiresAt - Math.ceil(nowMs / 1000)))}` : 'private, no-cache',
+  }
+  if (meta.etag) headers.ETag = meta.etag
+  if (meta.lastModified) headers['Last-Modified'] = httpDate(meta.lastModified)
+  return headers
+}
+
+export function objectHeaders(meta: ObjectMeta, hit: boolean, principal: Principal, nowMs: number): OutgoingHttpHeaders {
+  return {
+    'Content-Type': meta.contentType,
+    'Content-Length': meta.size,
+    'Accept-Ranges': 'bytes',
+    'X-CG-Status': hit ? 'hit=1' : 'hit=0',
+    'X-Content-Type-Options': 'nosniff',
+    ...validatorHeaders(meta, principal, nowMs),
+  }
+}
+
+/** What a precondition result turns into, or undefined to go on (RFC 9110 §13.2.2). */
+export function preconditionStatus(
+  method: 'GET' | 'HEAD',
+  headers: IncomingHttpHeaders,
+  meta: ObjectMeta,
+): Exclude<PreconditionResult, 'proceed'> | undefined {
+  const result = evaluatePreconditions(method, conditionalHeaders(headers), meta)
+  return result === 'proceed' ? undefined : result
+}
+
+/**
+ * Writes a GET response for an open object: 200, 206 (one range or multipart/byteranges)
+ * or 416, honouring If-Range. The caller has already evaluated the other preconditions.
+ */
+export async function writeObject(
+  outgoing: ServerResponse,
+  object: OpenObject,
+  request: IncomingHttpHeaders,
+  principal: Principal,
+  nowMs: number,
+  logger: Logger,
+): Promise<void> {
+  const { meta } = object
+  const rangeHeader = request.range
+  // RFC 9110 §13.1.5: a failed If-Range means "send the whole thing".
+  const resolved =
+    rangeHeader !== undefined && evaluateIfRange(request['if-range'] as string | undefined, meta) ? resolveRanges(parseRange(rangeHeader), meta.size) : ({ type: 'full' } as const)
+
+  if (resolved.type === 'unsatisfiable') {
+    object.release()
+    const body = JSON.stringify({ error: 'range not satisfiable', message: `object is ${meta.size} bytes` })
+    outgoing.writeHead(416, {
+      'Content-Range': unsatisfiedRange(meta.size),
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+      ...validatorHeaders(meta, principal, nowMs),
+    })
+    outgoing.end(body)
+    return
+  }
+
+  const ranges: ByteRange[] = resolved.type === 'partial' ? resolved.ranges : [{ start: 0, end: meta.size - 1 }]
+  const hit = object.result === 'hit' || (object.result !== 'inflight' && meta.size > 0 && (await object.cached(ranges)))
+  const headers = objectHeaders(meta, hit, principal, nowMs)
+
+  if (resolved.type === 'full') {
+    // An empty object has no range to read: send headers and no body.
+    const body = meta.size === 0 ? Buffer.alloc(0) : await object.read()
+    return send(outgoing, 200, headers, body, logger)
+  }
+  if (resolved.ranges.length === 1) {
+    const range = resolved.ranges[0]!
+    headers['Content-Range'] = contentRange(range, meta.size)
+    headers['Content-Length'] = range.end - range.start + 1
+    return send(outgoing, 206, headers, await object.read(range), logger)
+  }
+  const plan = multipartParts(resolved.ranges, meta.size, meta.contentType, multipartBoundary())
+  headers['Content-Type'] = plan.contentType
+  headers['Content-Length'] = plan.contentLength
+  // The first part is opened before the headers go out, so a failure there is still a 5xx.
+  const first = await object.read(plan.parts[0]!.range)
+  async function* multipart(): AsyncGenerator<Uint8Array> {
+    for (const [index, part] of plan.parts.entries()) {
+      yield part.header
+      const body = index === 0 ? first : await object.read(part.range)
+      if (Buffer.isBuffer(body)) yield body
+      else for await (const chunk of body) yield chunk as Buffer
+    }
+    yield plan.trailer
+  }
+  return send(outgoing, 206, headers, Readable.from(multipart(), { objectMode: false }), logger)
+}
+
+function send(outgoing: ServerResponse, status: number, headers: OutgoingHttpHeaders, body: Buffer | Readable, logger: Logger): void {
+  outgoing.writeHead(status, headers)
+  if (Buffer.isBuffer(body)) {
+    outgoing.end(body)
+    return
+  }
+  // A client that goes away ends only its own stream (a shared fill carries on).
+  pipeline(body, outgoing).catch((error: unknown) => logger.debug('response stream ended early', { err: error }))
+}

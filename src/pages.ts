@@ -1,0 +1,127 @@
+import { Readable } from 'node:stream'
+import type { Cache } from './cache/types.ts'
+import { UpstreamError } from './errors.ts'
+import type { ByteRange, ObjectMeta, Store } from './stores/types.ts'
+
+export interface PagerOptions {
+  cache: Cache
+  /** Page size in bytes (Cachey's default is 16 MiB). */
+  pageSize: number
+  /** Pages fetched ahead of the one being sent: bounds memory per response. */
+  readAhead: number
+  /** Wraps a store call with metrics. */
+  upstream<T>(store: Store, op: string, call: () => Promise<T>): Promise<T>
+  /** The object changed upstream (its ETag or size moved): forget what we knew of it. */
+  onChanged(ck: string): void
+}
+
+type Page = { bytes: Buffer; cached: boolean } | { open(range: ByteRange): Readable; cached: true }
+
+export function pageKey(ck: string, index: number): string {
+  return `${ck}\u0000page:${index}`
+}
+
+/**
+ * Page-aligned partial caching for large objects: a range is served from the fixed-size pages
+ * it covers, each fetched with one ranged upstream GET under its own singleflight and cached
+ * like any entry. Every page carries the object's ETag: a page of another version is never
+ * stitched into a response (it is refetched, and a mismatch upstream fails the response).
+ */
+export function createPager(options: PagerOptions) {
+  const { cache, pageSize, readAhead, upstream } = options
+  const flights = new Map<string, Promise<Page>>()
+
+  function pageRange(meta: ObjectMeta, index: number): ByteRange {
+    return { start: index * pageSize, end: Math.min((index + 1) * pageSize, meta.size) - 1 }
+  }
+
+  async function fetchPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number): Promise<Page> {
+    const range = pageRange(meta, index)
+    const got = await upstream(store, 'get-page', () => store.get(key, { range }))
+    const length = range.end - range.start + 1
+    if (!got || got.meta.size !== meta.size || (meta.etag && got.meta.etag !== meta.etag)) {
+      got?.body.destroy()
+      options.onChanged(ck)
+      throw new UpstreamError(store.id, 'server', 'object changed upstream during a paged read')
+    }
+    const chunks: Buffer[] = []
+    let received = 0
+    for await (const chunk of got.body) {
+      chunks.push(chunk as Buffer)
+      received += (chunk as Buffer).byteLength
+      if (received > length) break
+    }
+    if (received !== length) {
+      got.body.destroy()
+      throw new UpstreamError(store.id, 'io', `page ${index}: got ${received} of ${length} bytes`)
+    }
+    const bytes = Buffer.concat(chunks, length)
+    await cache.set(pageKey(ck, index), meta, bytes)
+    return { bytes, cached: false }
+  }
+
+  /** One page, from the cache when it holds this version, else fetched (singleflight). */
+  async function getPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number): Promise<Page> {
+    const pk = pageKey(ck, index)
+    const hit = await cache.get(pk)
+    if (hit && hit.meta.etag === meta.etag && hit.meta.size === meta.size) {
+      return hit.tier === 'memory' ? { bytes: hit.body, cached: true } : { open: hit.open, cached: true }
+    }
+    let flight = flights.get(pk)
+    if (!flight) {
+      flight = fetchPage(store, key, ck, meta, index)
+      flights.set(pk, flight)
+      const forget = () => flights.get(pk) === flight && flights.delete(pk)
+      flight.then(forget, forget)
+    }
+    return flight
+  }
+
+  /** True when every page of `ranges` is cached now (for `X-CG-Status`). */
+  async function allCached(ck: string, meta: ObjectMeta, ranges: readonly ByteRange[]): Promise<boolean> {
+    for (const range of ranges) {
+      for (let i = Math.floor(range.start / pageSize); i <= Math.floor(range.end / pageSize); i++) {
+        const hit = await cache.get(pageKey(ck, i))
+        if (!hit || hit.meta.etag !== meta.etag) return false
+      }
+    }
+    return true
+  }
+
+  /**
+   * Streams `range` page after page, fetching at most `readAhead` pages beyond the one being
+   * sent. The first page is awaited before this resolves, so an upstream failure is an error
+   * status rather than a truncated body.
+   */
+  async function read(store: Store, key: string, ck: string, meta: ObjectMeta, range: ByteRange): Promise<Readable> {
+    const first = Math.floor(range.start / pageSize)
+    const last = Math.floor(range.end / pageSize)
+    const pending = new Map<number, Promise<Page>>()
+    const request = (index: number) => {
+      if (index > last || pending.has(index)) return
+      const page = getPage(store, key, ck, meta, index)
+      page.catch(() => {}) // observed when awaited; a page nobody awaits must not crash the process
+      pending.set(index, page)
+    }
+    request(first)
+    await pending.get(first)
+    async function* pages(): AsyncGenerator<Buffer> {
+      for (let index = first; index <= last; index++) {
+        for (let ahead = 1; ahead <= readAhead; ahead++) request(index + ahead)
+        request(index)
+        const page = await pending.get(index)!
+        pending.delete(index)
+        const base = index * pageSize
+        const from = Math.max(range.start, base) - base
+        const to = Math.min(range.end, base + pageSize - 1) - base
+        if ('bytes' in page) yield page.bytes.subarray(from, to + 1)
+        else for await (const chunk of page.open({ start: from, end: to })) yield chunk as Buffer
+      }
+    }
+    return Readable.from(pages(), { objectMode: false })
+  }
+
+  return { read, allCached, inflight: () => flights.size }
+}
+
+export type Pager = ReturnType<typeof createPager>

@@ -1,0 +1,36 @@
+import { Transform, type Readable, type TransformCallback } from 'node:stream'
+import type { ByteRange } from './stores/types.ts'
+
+/**
+ * The bytes `range.start..range.end` (inclusive) of `source`, as a stream. Once the range is
+ * through, the source is destroyed so nothing more is read from it (an upstream body stops).
+ * A source that ends short of the range is an error, never a silently truncated slice.
+ */
+export function sliceStream(source: Readable, range: ByteRange): Readable {
+  let offset = 0
+  let done = false
+  const slice = new Transform({
+    transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
+      if (done) return callback()
+      const from = Math.max(range.start - offset, 0)
+      const to = Math.min(range.end + 1 - offset, chunk.byteLength)
+      offset += chunk.byteLength
+      if (to > from) this.push(from === 0 && to === chunk.byteLength ? chunk : chunk.subarray(from, to))
+      callback()
+      if (offset > range.end) {
+        done = true
+        source.unpipe(slice)
+        source.destroy()
+        slice.end()
+      }
+    },
+    flush(callback: TransformCallback) {
+      callback(offset > range.end ? null : new Error(`source ended at byte ${offset}, before the range end ${range.end}`))
+    },
+  })
+  source.once('error', (error) => slice.destroy(error))
+  slice.once('close', () => {
+    if (!source.destroyed) source.destroy()
+  })
+  return source.pipe(slice)
+}

@@ -1,0 +1,39 @@
+import { Transform, type TransformCallback } from 'node:stream'
+import { PayloadTooLargeError } from './errors.ts'
+
+/**
+ * Counts upload bytes, fails the stream once they pass the upload limit, and keeps a copy
+ * of the body for the cache while it stays within `keepUpTo` (max_object_size).
+ */
+export class UploadMeter extends Transform {
+  readonly #limit: number
+  readonly #keepUpTo: number
+  #bytes = 0
+  #kept: Buffer[] | undefined = []
+  overLimit = false
+
+  constructor(limit: number, keepUpTo: number) {
+    super()
+    this.#limit = limit
+    this.#keepUpTo = keepUpTo
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#bytes += chunk.byteLength
+    if (this.#bytes > this.#limit) {
+      this.overLimit = true
+      callback(new PayloadTooLargeError(this.#limit))
+      return
+    }
+    if (this.#kept) {
+      if (this.#bytes <= this.#keepUpTo) this.#kept.push(chunk)
+      else this.#kept = undefined
+    }
+    callback(null, chunk)
+  }
+
+  /** The whole body, if it stayed small enough to keep. */
+  collected(): Buffer | undefined {
+    return this.#kept && Buffer.concat(this.#kept, this.#bytes)
+  }
+}
