@@ -183,6 +183,19 @@ for (const backend of backends) {
       assert.equal((await stale.arrayBuffer()).byteLength, small.length)
     })
 
+    it('PUT preconditions: If-None-Match: * creates only; If-Match replaces only the named version', async () => {
+      const put = (headers: Record<string, string>, body: string) => fetch(url('cond/put.txt'), { method: 'PUT', headers: { ...auth, ...headers }, body })
+      const created = await put({ 'If-None-Match': '*' }, 'one')
+      assert.equal(created.status, 200)
+      const etag = created.headers.get('etag')!
+      assert.equal((await put({ 'If-None-Match': '*' }, 'two')).status, 412)
+      assert.equal((await put({ 'If-Match': '"not-it"' }, 'three')).status, 412)
+      assert.equal(await (await fetch(url('cond/put.txt'), { headers: auth })).text(), 'one')
+      assert.equal((await put({ 'If-Match': etag }, 'four')).status, 200)
+      assert.equal(await (await fetch(url('cond/put.txt'), { headers: auth })).text(), 'four')
+      assert.equal((await put({ 'If-None-Match': '"x"' }, 'five')).status, 400)
+    })
+
     it('a large object replaced upstream: pages of the old ETag are never stitched into a response', async () => {
       const v1 = randomBytes(10 * MiB)
       const v2 = randomBytes(10 * MiB)
