@@ -3,7 +3,8 @@ import { createPrivateKey, sign as nodeSign } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { generateKeyPair, verify, decodeBase64Url } from '../src/auth/keys.ts'
+import { createVerifier, decodeBase64Url, generateKeyPair, verify } from '../src/auth/keys.ts'
+import { createAuthenticator } from '../src/auth/middleware.ts'
 import { encodeKeyPath, presign, signPayload, verifyPresigned } from '../src/auth/presign.ts'
 import { BEARER, type TestGateway, rawRequest, startGateway, tempDir } from './helpers/gateway.ts'
 
@@ -143,9 +144,49 @@ describe('signature verification', () => {
     const newKeys = generateKeyPair()
     const sig = signPayload({ v: 1, exp: 2_000_000_000, m: 'GET', b: 'x', p: 'k' }, oldKeys.private_key)
     const request = { method: 'GET', bucket: 'x', path: 'k' }
-    const key = (k: string) => decodeBase64Url(k)!
+    const key = (k: string) => createVerifier(decodeBase64Url(k)!)
     assert.throws(() => verifyPresigned(sig, request, [key(newKeys.public_key)], 0), /bad signature/)
     assert.equal(verifyPresigned(sig, request, [key(newKeys.public_key), key(oldKeys.public_key)], 0).p, 'k')
+  })
+
+  it('a verified sig is remembered, but expiry, method, bucket and path are checked every time', () => {
+    const keys = generateKeyPair()
+    let clock = 1_000_000_000
+    const authenticate = createAuthenticator({ publicKey: keys.public_key, now: () => clock })
+    const sig = signPayload({ v: 1, exp: 1_000_100, m: 'GET', b: 'b', p: 'k' }, keys.private_key)
+    const request = { method: 'GET', bucket: 'b', key: 'k', sig }
+    assert.equal(authenticate(request).kind, 'presigned')
+    assert.equal(authenticate(request).kind, 'presigned') // from the cache
+    const reason = (expected: string) => (error: unknown) => (error as { reason?: string }).reason === expected
+    assert.throws(() => authenticate({ ...request, method: 'PUT' }), reason('method mismatch'))
+    assert.throws(() => authenticate({ ...request, key: 'other' }), reason('path mismatch'))
+    assert.throws(() => authenticate({ ...request, bucket: 'c' }), reason('bucket mismatch'))
+    clock = 1_000_100_000
+    assert.throws(() => authenticate(request), reason('expired'))
+    // A failure is never cached as a success: the malleated twin of a good sig keeps failing.
+    clock = 1_000_000_000
+    const twin = `${sig.split('.')[0]}.${Buffer.from(sig.split('.')[1]!, 'base64url').toString('base64url')}x`
+    assert.throws(() => authenticate({ ...request, sig: twin }), /malformed signature|bad signature/)
+    assert.throws(() => authenticate({ ...request, sig: twin }), /malformed signature|bad signature/)
+  })
+
+  it('OpenSSL-backed verification agrees with noble’s strict verify, including S + L', () => {
+    const keys = generateKeyPair()
+    const check = createVerifier(decodeBase64Url(keys.public_key)!)
+    const message = new TextEncoder().encode('payload')
+    const good = signPayload({ v: 1, exp: 1, m: 'GET', b: 'b', p: 'p' }, keys.private_key)
+    const [payload, signature] = good.split('.') as [string, string]
+    const bytes = decodeBase64Url(payload)!
+    const sigBytes = decodeBase64Url(signature)!
+    assert.equal(check(sigBytes, bytes), true)
+    assert.equal(verify(sigBytes, bytes, decodeBase64Url(keys.public_key)!), true)
+    const malleated = decodeBase64Url(malleate(good).split('.')[1]!)!
+    assert.equal(check(malleated, bytes), false)
+    assert.equal(verify(malleated, bytes, decodeBase64Url(keys.public_key)!), false)
+    assert.equal(check(sigBytes, message), false)
+    const identity = new Uint8Array(32)
+    identity[0] = 1
+    assert.throws(() => createVerifier(identity), /not a usable Ed25519 public key/)
   })
 
   it('the presign payload is Cachegate’s wire format', () => {

@@ -1,7 +1,11 @@
+import { LRUCache } from 'lru-cache'
 import { AuthError } from '../errors.ts'
 import { createBearerMatcher } from './bearer.ts'
-import { decodeBase64Url } from './keys.ts'
-import { verifyPresigned } from './presign.ts'
+import { createVerifier, decodeBase64Url } from './keys.ts'
+import { type PresignPayload, checkPayload, verifySignature } from './presign.ts'
+
+/** Distinct `sig` values whose signature verified, kept so a reused link skips Ed25519. */
+const VERIFIED_SIGS = 10_000
 
 export interface AuthOptions {
   publicKey?: string
@@ -37,15 +41,24 @@ export function createAuthenticator(options: AuthOptions): (request: AuthRequest
     .map((k) => {
       const bytes = decodeBase64Url(k)
       if (bytes?.length !== 32) throw new TypeError('public keys must be 32 bytes of base64url')
-      return bytes
+      return createVerifier(bytes)
     })
+  // Only successes are cached, keyed by the whole `sig` (payload and signature bytes): a
+  // failure is never remembered as a success, and expiry, method, bucket and path are
+  // still checked on every request.
+  const verified = new LRUCache<string, PresignPayload>({ max: VERIFIED_SIGS })
   const matchesBearer = options.bearerToken ? createBearerMatcher(options.bearerToken) : undefined
   const now = options.now ?? Date.now
 
   return function authenticate(request: AuthRequest): Principal {
     if (request.sig !== undefined) {
       if (keys.length === 0) throw new AuthError('presigned links not enabled', 'no public_key configured')
-      const payload = verifyPresigned(request.sig, { method: request.method, bucket: request.bucket, path: request.key }, keys, now())
+      let payload = verified.get(request.sig)
+      if (!payload) {
+        payload = verifySignature(request.sig, keys)
+        verified.set(request.sig, payload)
+      }
+      checkPayload(payload, { method: request.method, bucket: request.bucket, path: request.key }, now())
       return { kind: 'presigned', expiresAt: payload.exp }
     }
     if (request.authorization !== undefined) {

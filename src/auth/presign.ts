@@ -1,5 +1,5 @@
 import { AuthError } from '../errors.ts'
-import { decodeBase64Url, encodeBase64Url, sign, verify } from './keys.ts'
+import { decodeBase64Url, encodeBase64Url, sign } from './keys.ts'
 
 export const SIGNABLE_METHODS = ['GET', 'HEAD', 'PUT'] as const
 export type SignableMethod = (typeof SIGNABLE_METHODS)[number]
@@ -71,11 +71,19 @@ export interface PresignedRequest {
   path: string
 }
 
+export type SignatureCheck = (signature: Uint8Array, message: Uint8Array) => boolean
+
 /**
  * Verifies a `sig` value against a request. Throws `AuthError` with a short reason
  * (`malformed signature`, `bad signature`, `expired`, `method mismatch`...).
+ * `verifiers`: one per accepted public key (see `createVerifier`).
  */
-export function verifyPresigned(sig: string, request: PresignedRequest, publicKeys: readonly Uint8Array[], nowMs: number): PresignPayload {
+export function verifyPresigned(sig: string, request: PresignedRequest, verifiers: readonly SignatureCheck[], nowMs: number): PresignPayload {
+  return checkPayload(verifySignature(sig, verifiers), request, nowMs)
+}
+
+/** The signature part alone: what may be cached per distinct `sig` once it succeeded. */
+export function verifySignature(sig: string, verifiers: readonly SignatureCheck[]): PresignPayload {
   if (sig.length > MAX_SIG_LENGTH) throw new AuthError('malformed signature', 'sig too long')
   const dot = sig.indexOf('.')
   if (dot <= 0 || dot !== sig.lastIndexOf('.') || dot === sig.length - 1) throw new AuthError('malformed signature', 'sig is not <payload>.<signature>')
@@ -84,8 +92,12 @@ export function verifyPresigned(sig: string, request: PresignedRequest, publicKe
   if (!payloadBytes || !signature) throw new AuthError('malformed signature', 'sig is not base64url')
   if (signature.length !== 64) throw new AuthError('malformed signature', 'signature is not 64 bytes')
   // Verify before parsing: untrusted JSON is never interpreted unless it is signed.
-  if (!publicKeys.some((key) => verify(signature, payloadBytes, key))) throw new AuthError('bad signature')
-  const payload = parsePayload(payloadBytes)
+  if (!verifiers.some((check) => check(signature, payloadBytes))) throw new AuthError('bad signature')
+  return parsePayload(payloadBytes)
+}
+
+/** Expiry, method, bucket and path: checked on every request, cached signature or not. */
+export function checkPayload(payload: PresignPayload, request: PresignedRequest, nowMs: number): PresignPayload {
   if (payload.exp * 1000 <= nowMs) throw new AuthError('expired', `expired at ${new Date(payload.exp * 1000).toISOString()}`)
   if (payload.m !== request.method) throw new AuthError('method mismatch', `signed for ${payload.m}, request is ${request.method}`)
   if (payload.b !== request.bucket) throw new AuthError('bucket mismatch')
