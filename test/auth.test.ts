@@ -165,9 +165,9 @@ describe('signature verification', () => {
     assert.throws(() => authenticate(request), reason('expired'))
     // A failure is never cached as a success: the malleated twin of a good sig keeps failing.
     clock = 1_000_000_000
-    const twin = `${sig.split('.')[0]}.${Buffer.from(sig.split('.')[1]!, 'base64url').toString('base64url')}x`
-    assert.throws(() => authenticate({ ...request, sig: twin }), /malformed signature|bad signature/)
-    assert.throws(() => authenticate({ ...request, sig: twin }), /malformed signature|bad signature/)
+    const twin = malleate(sig)
+    assert.throws(() => authenticate({ ...request, sig: twin }), reason('bad signature'))
+    assert.throws(() => authenticate({ ...request, sig: twin }), reason('bad signature'))
   })
 
   it('OpenSSL-backed verification agrees with noble’s strict verify, including S + L', () => {
