@@ -75,6 +75,8 @@ export function createObjectService(options: ObjectServiceOptions) {
   const flights = new Map<string, Flight>()
   const heads = new Map<string, Promise<ObjectMeta | null>>()
   const known = new LRUCache<string, ObjectMeta>({ max: KNOWN_META_ENTRIES })
+  /** PUTs in progress per key; only the latest one started may cache its body. */
+  const writes = new Map<string, { latest: number; running: number }>()
 
   async function upstream<T>(store: Store, op: string, call: () => Promise<T>): Promise<T> {
     const started = performance.now()
@@ -278,6 +280,18 @@ export function createObjectService(options: ObjectServiceOptions) {
   async function write(store: Store, key: string, body: Readable, request: WriteOptions): Promise<ObjectMeta> {
     const ck = cacheKey(store.id, key)
     if (request.size !== undefined && request.size > maxUploadSize) throw new PayloadTooLargeError(maxUploadSize)
+    const pending = writes.get(ck) ?? { latest: 0, running: 0 }
+    const mine = ++pending.latest
+    pending.running++
+    writes.set(ck, pending)
+    try {
+      return await writeThrough(store, key, ck, body, request, () => pending.latest === mine)
+    } finally {
+      if (--pending.running === 0) writes.delete(ck)
+    }
+  }
+
+  async function writeThrough(store: Store, key: string, ck: string, body: Readable, request: WriteOptions, isLatest: () => boolean): Promise<ObjectMeta> {
     await invalidate(ck)
     const meter = new UploadMeter(maxUploadSize, maxObjectSize)
     let source: Readable = body.pipe(meter)
@@ -298,6 +312,8 @@ export function createObjectService(options: ObjectServiceOptions) {
       throw error
     }
     await invalidate(ck)
+    // A PUT to the same key that started after this one owns the cache now.
+    if (!isLatest()) return meta
     const bytes = meter.collected()
     if (bytes && bytes.byteLength === meta.size) await cache.set(ck, meta, bytes)
     else known.set(ck, meta)

@@ -55,9 +55,7 @@ export function createPager(options: PagerOptions) {
       got.body.destroy()
       throw new UpstreamError(store.id, 'io', `page ${index}: got ${received} of ${length} bytes`)
     }
-    const bytes = Buffer.concat(chunks, length)
-    await cache.set(pageKey(ck, index), meta, bytes)
-    return { bytes, cached: false }
+    return { bytes: Buffer.concat(chunks, length), cached: false }
   }
 
   /** One page, from the cache when it holds this version, else fetched (singleflight). */
@@ -69,10 +67,18 @@ export function createPager(options: PagerOptions) {
     }
     let flight = flights.get(pk)
     if (!flight) {
-      flight = fetchPage(store, key, ck, meta, index)
-      flights.set(pk, flight)
-      const forget = () => flights.get(pk) === flight && flights.delete(pk)
-      flight.then(forget, forget)
+      const fetched = fetchPage(store, key, ck, meta, index)
+      flight = fetched
+      flights.set(pk, fetched)
+      const forget = () => flights.get(pk) === fetched && flights.delete(pk)
+      // The page is served as soon as it arrives; the flight stays joinable until the cache
+      // holds it (a disk write can take a while), so nobody fetches it twice meanwhile.
+      fetched
+        .then(async (page) => {
+          if ('bytes' in page) await cache.set(pk, meta, page.bytes)
+        })
+        .catch(() => {}) // a failed fetch reaches its callers through `fetched`
+        .finally(forget)
     }
     return flight
   }

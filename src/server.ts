@@ -2,7 +2,10 @@ import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
 import { serve } from '@hono/node-server'
 import { createApp } from './app.ts'
+import { openDiskCache } from './cache/disk.ts'
+import { createHybridCache } from './cache/hybrid.ts'
 import { createMemoryCache } from './cache/memory.ts'
+import type { Cache } from './cache/types.ts'
 import type { Config } from './config/schema.ts'
 import { type Logger, createLogger, levelFromEnv } from './log.ts'
 import { Telemetry } from './metrics.ts'
@@ -29,6 +32,27 @@ async function initSentry(config: Config, logger: Logger): Promise<((error: unkn
 }
 
 /**
+ * The memory tier, with the disk tier under it when `cache.max_disk` > 0. A disk tier that
+ * cannot be opened (permissions, missing mount) is logged and skipped: the gateway still
+ * serves, memory-only, rather than refusing to start.
+ */
+async function createCache(config: Config, logger: Logger, telemetry: Telemetry): Promise<Cache> {
+  const memory = createMemoryCache({ maxBytes: config.cache.max_memory })
+  const { max_disk: maxDisk, disk_path: diskPath } = config.cache
+  if (maxDisk <= 0) return memory
+  try {
+    const disk = await openDiskCache({ path: diskPath, maxBytes: maxDisk, logger, onError: (op) => telemetry.diskError(op) })
+    const recovered = disk.stats().disk
+    logger.info('disk cache opened', { path: diskPath, max_disk: maxDisk, entries: recovered?.entries ?? 0, bytes: recovered?.bytes ?? 0 })
+    return createHybridCache({ memory, disk, maxPromoteSize: config.cache.max_object_size })
+  } catch (error) {
+    telemetry.diskError('open')
+    logger.warn('disk cache unavailable; running memory-only', { path: diskPath, err: error })
+    return memory
+  }
+}
+
+/**
  * Builds stores, cache and app from a validated config and listens.
  *
  * @example
@@ -40,8 +64,8 @@ export async function startServer(config: Config, options: { logger?: Logger; st
   const logger = options.logger ?? createLogger(levelFromEnv(config.log.level))
   const reportError = await initSentry(config, logger)
   const stores = options.stores ?? createStores(config)
-  const cache = createMemoryCache({ maxBytes: config.cache.max_memory })
   const telemetry = new Telemetry({ defaultMetrics: true })
+  const cache = await createCache(config, logger, telemetry)
   const { app } = createApp({ config, stores, cache, logger, telemetry, reportError })
 
   const server = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }) as Server

@@ -91,17 +91,19 @@ const cache = z
     disk_path: optionalString.default('./cache'),
     max_upload_size: size.default(5 * 2 ** 30),
     /** Objects over max_object_size are cached in pages of this size (0: streamed, not cached). */
-    page_size: size.default(16 * MiB),
+    page_size: size.optional(),
   })
   .strict()
   .superRefine((value, ctx) => {
     if (value.max_object_size > value.max_memory) {
       ctx.addIssue({ code: 'custom', message: 'must not exceed cache.max_memory', path: ['max_object_size'] })
     }
-    if (value.page_size > value.max_memory) {
+    if (value.page_size !== undefined && value.page_size > value.max_memory) {
       ctx.addIssue({ code: 'custom', message: 'must not exceed cache.max_memory', path: ['page_size'] })
     }
   })
+  // Default: Cachey's 16 MiB, or an eighth of a small memory tier so pages can be held.
+  .transform((value) => ({ ...value, page_size: value.page_size ?? Math.min(16 * MiB, Math.floor(value.max_memory / 8)) }))
 
 const sentry = z
   .object({

@@ -1,0 +1,139 @@
+/**
+ * Memory in front of disk, behind the same `Cache` interface as each tier.
+ *
+ * Write-on-insert, not write-on-evict: every object cached goes to both tiers at once, so the
+ * disk holds everything the gateway has cached, including the hottest objects that may never
+ * leave memory. That is what restart recovery needs: after a restart or a crash the hot set is
+ * served from disk with no upstream requests, whereas write-on-evict would lose exactly the
+ * objects that were never evicted. It also keeps the memory bound honest: a memory eviction
+ * only drops a Buffer; write-on-evict would have to keep evicted bodies alive past the bound
+ * until their disk writes finish, and would turn every eviction burst (a scan) into a write
+ * burst. The cost is one disk write per cached object, one-hit wonders included (the disk
+ * tier's S3-FIFO evicts those first), and the memory set duplicated on disk, a small share
+ * since the disk tier is usually many times larger than memory.
+ *
+ * A disk hit is served by streaming from the file; it is promoted to memory (read into a
+ * Buffer in the background) on its second disk hit within a bounded window, not the first, so
+ * a scan over disk-resident objects does not read every file twice and churn memory.
+ */
+import type { ObjectMeta } from '../stores/types.ts'
+import type { Cache, CacheHit, TierStats } from './types.ts'
+
+export interface HybridCacheOptions {
+  memory: Cache
+  /** A disk tier; `touch` (optional) lets memory hits count towards keeping the disk copy. */
+  disk: Cache & { touch?(key: string): void }
+  /** Largest object promoted from disk to memory (the gateway's `max_object_size`). Default: 1/8 of memory's bound. */
+  maxPromoteSize?: number
+  /** Disk hits needed before promotion: 1 promotes on every disk hit. Default 2. */
+  promoteAfter?: number
+  /** Keys whose disk hits are counted towards promotion (oldest forgotten first). Default 4096. */
+  promoteWindow?: number
+}
+
+export interface HybridCache extends Cache {
+  /** Resolves once promotions in progress have finished (tests, shutdown). */
+  settled(): Promise<void>
+  close(): Promise<void>
+}
+
+/**
+ * @example
+ * const cache = createHybridCache({
+ *   memory: createMemoryCache({ maxBytes: 1 * 2 ** 30 }),
+ *   disk: await openDiskCache({ path: '/var/lib/cachegate/cache', maxBytes: 10 * 2 ** 30 }),
+ *   maxPromoteSize: config.cache.max_object_size,
+ * })
+ */
+export function createHybridCache(options: HybridCacheOptions): HybridCache {
+  const { memory, disk } = options
+  const memoryBound = Object.values(memory.stats()).reduce((sum, tier) => sum + tier.maxBytes, 0)
+  const maxPromoteSize = options.maxPromoteSize ?? Math.floor(memoryBound / 8)
+  const promoteAfter = options.promoteAfter ?? 2
+  const promoteWindow = options.promoteWindow ?? 4096
+  if (!Number.isSafeInteger(maxPromoteSize) || maxPromoteSize < 0) throw new TypeError('maxPromoteSize must be a non-negative integer')
+  if (!Number.isSafeInteger(promoteAfter) || promoteAfter < 1) throw new TypeError('promoteAfter must be a positive integer')
+  if (!Number.isSafeInteger(promoteWindow) || promoteWindow < 0) throw new TypeError('promoteWindow must be a non-negative integer')
+
+  /** Disk hits per key not yet promoted; a Map keeps insertion order, so the oldest goes first. */
+  const diskHits = new Map<string, number>()
+  /** Promotions reading from disk; a set or delete of the key makes theirs stale. */
+  const promoting = new Map<string, Promise<void>>()
+
+  function promote(key: string, hit: Extract<CacheHit, { tier: 'disk' }>): void {
+    if (hit.meta.size > maxPromoteSize || promoting.has(key)) return
+    const hits = (diskHits.get(key) ?? 0) + 1
+    diskHits.delete(key)
+    if (hits < promoteAfter) {
+      diskHits.set(key, hits)
+      if (diskHits.size > promoteWindow) diskHits.delete(diskHits.keys().next().value!)
+      return
+    }
+    const promotion: Promise<void> = readAll(hit)
+      .then(async (body) => {
+        if (promoting.get(key) === promotion) await memory.set(key, hit.meta, body)
+      })
+      // A failed read was already reported and the entry dropped by the disk tier; the response has its own stream.
+      .catch(() => {})
+      .finally(() => {
+        if (promoting.get(key) === promotion) promoting.delete(key)
+      })
+    promoting.set(key, promotion)
+  }
+
+  function forget(key: string): void {
+    promoting.delete(key)
+    diskHits.delete(key)
+  }
+
+  async function settled(): Promise<void> {
+    while (promoting.size > 0) await Promise.all(promoting.values())
+  }
+
+  return {
+    async get(key) {
+      const inMemory = await memory.get(key)
+      if (inMemory) {
+        disk.touch?.(key)
+        return inMemory
+      }
+      const onDisk = await disk.get(key)
+      if (onDisk?.tier === 'disk') promote(key, onDisk)
+      return onDisk
+    },
+
+    async set(key: string, meta: ObjectMeta, body: Buffer) {
+      forget(key)
+      const [inMemory, onDisk] = await Promise.all([memory.set(key, meta, body), disk.set(key, meta, body)])
+      return inMemory || onDisk
+    },
+
+    async delete(key) {
+      forget(key)
+      await Promise.all([memory.delete(key), disk.delete(key)])
+    },
+
+    stats(): Record<string, TierStats> {
+      return { ...memory.stats(), ...disk.stats() }
+    },
+
+    settled,
+
+    async close() {
+      await settled()
+      await Promise.all([memory.close?.(), disk.close?.()])
+    },
+  }
+}
+
+async function readAll(hit: Extract<CacheHit, { tier: 'disk' }>): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let bytes = 0
+  for await (const chunk of hit.open()) {
+    chunks.push(chunk as Buffer)
+    bytes += (chunk as Buffer).byteLength
+  }
+  // concat with a length would zero-fill a short read.
+  if (bytes !== hit.meta.size) throw new Error(`disk entry gave ${bytes} of ${hit.meta.size} bytes`)
+  return Buffer.concat(chunks)
+}

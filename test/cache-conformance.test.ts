@@ -1,0 +1,264 @@
+/**
+ * One conformance suite for every `Cache` (as unstorage's `testDriver`, hono's
+ * `router/common.case.test.ts`): memory, disk on a temp dir, and the hybrid of both.
+ * Then the hybrid's own behaviour: disk hits, promotion, invalidation.
+ */
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { after, afterEach, beforeEach, describe, it } from 'node:test'
+import { openDiskCache } from '../src/cache/disk.ts'
+import { createHybridCache } from '../src/cache/hybrid.ts'
+import { createMemoryCache } from '../src/cache/memory.ts'
+import { type Cache, type CacheHit, cacheKey } from '../src/cache/types.ts'
+import type { ByteRange, ObjectMeta } from '../src/stores/types.ts'
+
+const KiB = 1024
+const MiB = 1024 * KiB
+const BOUND = MiB
+
+interface Fixture {
+  cache: Cache
+  close(): Promise<void>
+}
+
+const dirs: string[] = []
+after(async () => {
+  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })))
+})
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cachegate-cache-'))
+  dirs.push(dir)
+  return dir
+}
+
+async function bytesOf(hit: CacheHit, range?: ByteRange): Promise<Buffer> {
+  if (hit.tier === 'memory') return range ? hit.body.subarray(range.start, range.end + 1) : hit.body
+  const chunks: Buffer[] = []
+  for await (const chunk of hit.open(range)) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks)
+}
+
+function metaOf(body: Buffer, extra: Partial<ObjectMeta> = {}): ObjectMeta {
+  return { size: body.byteLength, contentType: 'application/x-test', etag: '"e1"', lastModified: new Date('2024-05-06T07:08:09.123Z'), ...extra }
+}
+
+function describeCache(name: string, factory: (maxBytes: number) => Promise<Fixture>): void {
+  describe(`${name} cache conformance`, () => {
+    let fixture: Fixture
+    let cache: Cache
+    beforeEach(async () => {
+      fixture = await factory(BOUND)
+      cache = fixture.cache
+    })
+    afterEach(() => fixture.close())
+
+    it('set then get returns the same metadata and bytes', async () => {
+      const body = randomBytes(100 * KiB + 3)
+      const meta = metaOf(body)
+      assert.equal(await cache.set('b\u0000k.bin', meta, body), true)
+      const hit = await cache.get('b\u0000k.bin')
+      assert.ok(hit)
+      assert.deepEqual(hit.meta, meta)
+      assert.deepEqual(await bytesOf(hit), body)
+    })
+
+    it('metadata without an ETag or Last-Modified round-trips without inventing them', async () => {
+      const body = Buffer.from('plain')
+      const meta: ObjectMeta = { size: body.byteLength, contentType: 'text/plain; charset=utf-8' }
+      assert.equal(await cache.set('b\u0000plain.txt', meta, body), true)
+      const hit = await cache.get('b\u0000plain.txt')
+      assert.ok(hit)
+      assert.deepEqual(hit.meta, meta)
+    })
+
+    it('a missing key is undefined', async () => {
+      assert.equal(await cache.get('b\u0000missing'), undefined)
+    })
+
+    it('open(range) returns exactly the slice', async () => {
+      const body = randomBytes(300 * KiB)
+      await cache.set('b\u0000ranged', metaOf(body), body)
+      const hit = await cache.get('b\u0000ranged')
+      assert.ok(hit)
+      for (const range of [
+        { start: 0, end: 0 },
+        { start: 1000, end: 70_000 },
+        { start: body.length - 1, end: body.length - 1 },
+        { start: 0, end: body.length - 1 },
+        { start: 5, end: body.length - 2 },
+      ]) {
+        assert.deepEqual(await bytesOf(hit, range), body.subarray(range.start, range.end + 1), JSON.stringify(range))
+      }
+    })
+
+    it('delete removes the entry and is idempotent', async () => {
+      const body = randomBytes(10)
+      await cache.set('b\u0000gone', metaOf(body), body)
+      await cache.delete('b\u0000gone')
+      assert.equal(await cache.get('b\u0000gone'), undefined)
+      await cache.delete('b\u0000gone')
+      await cache.delete('b\u0000never-set')
+    })
+
+    it('set overwrites: the newer bytes and metadata win', async () => {
+      const first = randomBytes(20 * KiB)
+      const second = randomBytes(7 * KiB)
+      await cache.set('b\u0000same', metaOf(first, { etag: '"one"' }), first)
+      assert.equal(await cache.set('b\u0000same', metaOf(second, { etag: '"two"' }), second), true)
+      const hit = await cache.get('b\u0000same')
+      assert.ok(hit)
+      assert.equal(hit.meta.etag, '"two"')
+      assert.deepEqual(await bytesOf(hit), second)
+      assert.equal(Object.values(cache.stats()).reduce((n, tier) => Math.max(n, tier.entries), 0), 1)
+    })
+
+    it('stays within its byte bound after many inserts', async () => {
+      const bodies = new Map<string, Buffer>()
+      for (let i = 0; i < 150; i++) {
+        const body = randomBytes(8 * KiB + ((i * 7919) % (40 * KiB)))
+        bodies.set(`b\u0000many/${i}`, body)
+        assert.equal(await cache.set(`b\u0000many/${i}`, metaOf(body), body), true)
+      }
+      for (const [tier, stats] of Object.entries(cache.stats())) {
+        assert.ok(stats.bytes <= stats.maxBytes, `${tier}: ${stats.bytes} > ${stats.maxBytes}`)
+        assert.ok(stats.entries > 5 && stats.entries < 150, `${tier}: ${stats.entries} entries`)
+      }
+      let held = 0
+      for (const [key, body] of bodies) {
+        const hit = await cache.get(key)
+        if (!hit) continue
+        held++
+        assert.deepEqual(await bytesOf(hit), body, key)
+      }
+      assert.ok(held > 5)
+    })
+
+    it('refuses an object larger than the bound, and drops the older copy it was meant to replace', async () => {
+      const small = randomBytes(100)
+      await cache.set('b\u0000huge', metaOf(small), small)
+      const huge = randomBytes(BOUND + 1)
+      assert.equal(await cache.set('b\u0000huge', metaOf(huge), huge), false)
+      assert.equal(await cache.get('b\u0000huge'), undefined)
+      for (const stats of Object.values(cache.stats())) assert.ok(stats.bytes <= stats.maxBytes)
+    })
+
+    it('stores a zero-byte object', async () => {
+      const empty = Buffer.alloc(0)
+      assert.equal(await cache.set('b\u0000empty', metaOf(empty), empty), true)
+      const hit = await cache.get('b\u0000empty')
+      assert.ok(hit)
+      assert.equal(hit.meta.size, 0)
+      assert.equal((await bytesOf(hit)).length, 0)
+    })
+
+    it('keys with unicode, slashes, dots and NUL separators stay distinct', async () => {
+      const keys = [
+        cacheKey('bucket', 'path/to/ké y.txt'),
+        cacheKey('bucket', 'path/to/ke\u0301 y.txt'),
+        cacheKey('bucket/path', 'to/ké y.txt'),
+        cacheKey('a', 'b\u0000c'),
+        cacheKey('a', 'b/c'),
+        cacheKey('bucket', '../../../etc/passwd'),
+        cacheKey('bucket', '🐈/日本語/%2F%00'),
+        cacheKey('bucket', 'x'.repeat(1000)),
+      ]
+      for (const [i, key] of keys.entries()) await cache.set(key, metaOf(Buffer.from(`body ${i}`)), Buffer.from(`body ${i}`))
+      for (const [i, key] of keys.entries()) {
+        const hit = await cache.get(key)
+        assert.ok(hit, JSON.stringify(key))
+        assert.equal((await bytesOf(hit)).toString(), `body ${i}`)
+      }
+    })
+  })
+}
+
+describeCache('memory', async (maxBytes) => ({ cache: createMemoryCache({ maxBytes }), close: async () => {} }))
+
+describeCache('disk', async (maxBytes) => {
+  const cache = await openDiskCache({ path: await tempDir(), maxBytes })
+  return { cache, close: () => cache.close() }
+})
+
+describeCache('hybrid', async (maxBytes) => {
+  const cache = createHybridCache({ memory: createMemoryCache({ maxBytes }), disk: await openDiskCache({ path: await tempDir(), maxBytes }) })
+  return { cache, close: () => cache.close() }
+})
+
+describe('hybrid cache', () => {
+  async function setup(options: { promoteAfter?: number; maxPromoteSize?: number; memoryBytes?: number } = {}) {
+    const memory = createMemoryCache({ maxBytes: options.memoryBytes ?? BOUND })
+    const disk = await openDiskCache({ path: await tempDir(), maxBytes: 4 * BOUND })
+    const cache = createHybridCache({ memory, disk, promoteAfter: options.promoteAfter, maxPromoteSize: options.maxPromoteSize })
+    return { memory, disk, cache }
+  }
+
+  it('writes on insert: both tiers hold the object', async () => {
+    const { memory, disk, cache } = await setup()
+    const body = randomBytes(1000)
+    await cache.set('b\u0000k', metaOf(body), body)
+    assert.equal((await memory.get('b\u0000k'))?.tier, 'memory')
+    assert.equal((await disk.get('b\u0000k'))?.tier, 'disk')
+    assert.deepEqual(Object.keys(cache.stats()).sort(), ['disk', 'memory'])
+    await cache.close()
+  })
+
+  it('serves a disk hit by streaming and promotes it on the second disk hit', async () => {
+    const { memory, cache } = await setup()
+    const body = randomBytes(64 * KiB)
+    await cache.set('b\u0000warm', metaOf(body), body)
+    await memory.delete('b\u0000warm')
+    const first = await cache.get('b\u0000warm')
+    assert.equal(first?.tier, 'disk')
+    assert.deepEqual(await bytesOf(first), body)
+    await cache.settled()
+    assert.equal(await memory.get('b\u0000warm'), undefined, 'not promoted on the first disk hit')
+    assert.equal((await cache.get('b\u0000warm'))?.tier, 'disk')
+    await cache.settled()
+    const promoted = await cache.get('b\u0000warm')
+    assert.equal(promoted?.tier, 'memory')
+    assert.deepEqual(await bytesOf(promoted), body)
+    await cache.close()
+  })
+
+  it('promoteAfter 1 promotes on the first disk hit; objects over maxPromoteSize never', async () => {
+    const { memory, cache } = await setup({ promoteAfter: 1, maxPromoteSize: 10 * KiB })
+    const small = randomBytes(10 * KiB)
+    const large = randomBytes(10 * KiB + 1)
+    await cache.set('b\u0000small', metaOf(small), small)
+    await cache.set('b\u0000large', metaOf(large), large)
+    await Promise.all([memory.delete('b\u0000small'), memory.delete('b\u0000large')])
+    await cache.get('b\u0000small')
+    for (let i = 0; i < 3; i++) await cache.get('b\u0000large')
+    await cache.settled()
+    assert.equal((await memory.get('b\u0000small'))?.tier, 'memory')
+    assert.equal(await memory.get('b\u0000large'), undefined)
+    await cache.close()
+  })
+
+  it('a delete during a promotion wins: the old bytes are not re-cached', async () => {
+    const { memory, cache } = await setup({ promoteAfter: 1 })
+    const body = randomBytes(256 * KiB)
+    await cache.set('b\u0000raced', metaOf(body), body)
+    await memory.delete('b\u0000raced')
+    assert.equal((await cache.get('b\u0000raced'))?.tier, 'disk')
+    await cache.delete('b\u0000raced')
+    await cache.settled()
+    assert.equal(await memory.get('b\u0000raced'), undefined)
+    assert.equal(await cache.get('b\u0000raced'), undefined)
+    await cache.close()
+  })
+
+  it('an object too large for memory is still cached on disk', async () => {
+    const { cache } = await setup({ memoryBytes: 64 * KiB })
+    const body = randomBytes(200 * KiB)
+    assert.equal(await cache.set('b\u0000big', metaOf(body), body), true)
+    const hit = await cache.get('b\u0000big')
+    assert.equal(hit?.tier, 'disk')
+    assert.deepEqual(await bytesOf(hit), body)
+    await cache.close()
+  })
+})
