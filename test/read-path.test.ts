@@ -100,7 +100,7 @@ for (const backend of backends) {
       store = emulator.makeStore(proxy.url)
       gw = await startGateway({
         stores: new Map([['objs', store]]),
-        raw: { stores: { objs: { type: 'fs', root: '/nonexistent' } }, cache: { max_memory: '16MiB', max_object_size: '4MiB', max_upload_size: '24MiB' } },
+        raw: { stores: { objs: { type: 'fs', root: '/nonexistent' } }, cache: { max_memory: '16MiB', max_object_size: '4MiB', max_upload_size: '24MiB', page_size: 0 } },
       })
     })
     after(async () => {
@@ -207,7 +207,7 @@ for (const backend of backends) {
       assert.ok(s.cache.tiers.memory.entries < 24)
     })
 
-    it('objects over max_object_size stream through but are not cached', async () => {
+    it('with page caching off, objects over max_object_size stream through but are not cached', async () => {
       const bytes = randomBytes(5 * MiB)
       await store.put('big/large.bin', Readable.from([bytes]), { contentType: 'application/octet-stream' })
       proxy.reset()
