@@ -96,6 +96,15 @@ for (const backend of backends) {
       assert.ok(getsUpstream() <= pages.size, `${getsUpstream()} upstream GETs for ${pages.size} pages`)
     })
 
+    it('a full GET of a large object: first streamed through, then served page by page, identical bytes', async () => {
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(url('big.bin'), { headers: auth })
+        assert.equal(res.status, 200)
+        assert.equal(res.headers.get('content-length'), String(big.length))
+        assert.equal(sha(Buffer.from(await res.arrayBuffer())), sha(big))
+      }
+    })
+
     it('a range within cached pages is a hit with no upstream request', async () => {
       await fetch(url('big.bin'), { headers: { ...auth, Range: 'bytes=0-99' } }).then((r) => r.arrayBuffer())
       proxy.reset()
