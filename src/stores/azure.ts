@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto'
-import { addAbortSignal } from 'node:stream'
 import type { Readable } from 'node:stream'
 import { BlobServiceClient } from '@azure/storage-blob'
 import type { BlobDownloadResponseParsed, ContainerClient } from '@azure/storage-blob'
 import { PreconditionFailedError, UpstreamError, isDomainError } from '../errors.ts'
 import type { UpstreamErrorKind } from '../errors.ts'
+import { CONNECT_CODES, TIMEOUT_CODES, kindOfStatus, quoteEtag, toGetResult } from './common.ts'
 import { validateKey } from './key.ts'
 import type { GetOptions, GetResult, ObjectMeta, PutOptions, Store } from './types.ts'
 
@@ -67,23 +67,13 @@ export function createAzureStore(options: AzureStoreOptions): Store {
     }
     // A RetriableReadableStream: it resumes from the last byte (pinned to the ETag) if the
     // connection drops mid-body.
-    const body = res.readableStreamBody as Readable | undefined
-    if (body === undefined) throw new UpstreamError(id, 'server', 'azure get returned no body')
-    if (signal) addAbortSignal(signal, body)
-    const contentRange = parseContentRange(res.contentRange)
-    if (range && contentRange === undefined) {
-      body.destroy()
-      throw new UpstreamError(id, 'server', 'azure get ignored the range')
-    }
-    const meta: ObjectMeta = {
-      // RFC 9110 §14.4: with a range, the total size is the complete-length in Content-Range.
-      size: contentRange?.size ?? res.contentLength ?? 0,
-      contentType: res.contentType ?? 'application/octet-stream',
-      etag: quoteEtag(res.etag),
-      lastModified: res.lastModified,
-    }
-    if (range && contentRange) return { meta, body, range: { start: contentRange.start, end: contentRange.end } }
-    return { meta, body }
+    return toGetResult(
+      id,
+      'azure',
+      { body: res.readableStreamBody as Readable | undefined, contentRange: res.contentRange, contentLength: res.contentLength, contentType: res.contentType, etag: res.etag, lastModified: res.lastModified },
+      range,
+      signal,
+    )
   }
 
   /**
@@ -218,8 +208,6 @@ function toUpstreamError(id: string, op: string, error: unknown): Error {
   return new UpstreamError(id, kind, `azure ${op} failed (${kind}${detail ? `: ${detail}` : ''})`, { cause: error })
 }
 
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'REQUEST_SEND_ERROR'])
-const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT'])
 
 /** Coarse failure kind for metrics and for choosing 502 vs 504. */
 function classifyAzureError(error: unknown): UpstreamErrorKind {
@@ -228,9 +216,8 @@ function classifyAzureError(error: unknown): UpstreamErrorKind {
   if (name === 'AbortError') return 'aborted'
   if (code !== undefined && CONNECT_CODES.has(code)) return 'connect'
   if (name === 'TimeoutError' || (code !== undefined && TIMEOUT_CODES.has(code)) || code === 'OperationTimedOut') return 'timeout'
-  if (status === 401 || status === 403) return 'auth'
-  if (status !== undefined && status >= 500) return 'server'
-  if (status !== undefined && status >= 400) return 'client'
+  const byStatus = kindOfStatus(status)
+  if (byStatus) return byStatus
   return 'unknown'
 }
 
@@ -241,15 +228,4 @@ function abortReason(signal: AbortSignal | undefined): Error {
   return Object.assign(new Error('The operation was aborted', { cause: reason }), { name: 'AbortError' })
 }
 
-/** Azure quotes its ETags; normalise anyway so callers can compare them verbatim. */
-function quoteEtag(etag: string | undefined): string | undefined {
-  if (etag === undefined || etag === '') return undefined
-  return etag.startsWith('"') || etag.startsWith('W/"') ? etag : `"${etag}"`
-}
 
-/** `bytes 0-9/100` → { start: 0, end: 9, size: 100 } (RFC 9110 §14.4). */
-function parseContentRange(header: string | undefined): { start: number; end: number; size: number } | undefined {
-  const match = header === undefined ? null : /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header.trim())
-  if (!match) return undefined
-  return { start: Number(match[1]), end: Number(match[2]), size: Number(match[3]) }
-}

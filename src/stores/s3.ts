@@ -1,12 +1,13 @@
 import { Agent as HttpAgent } from 'node:http'
 import { Agent as HttpsAgent } from 'node:https'
-import { Transform, addAbortSignal, pipeline } from 'node:stream'
+import { Transform, pipeline } from 'node:stream'
 import type { Readable } from 'node:stream'
 import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import type { S3ClientConfig } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import { PreconditionFailedError, UpstreamError, isDomainError } from '../errors.ts'
 import type { UpstreamErrorKind } from '../errors.ts'
+import { CONNECT_CODES, TIMEOUT_CODES, kindOfStatus, quoteEtag, toGetResult } from './common.ts'
 import { validateKey } from './key.ts'
 import type { GetOptions, GetResult, ObjectMeta, PutOptions, Store } from './types.ts'
 
@@ -76,24 +77,13 @@ export function createS3Store(options: S3StoreOptions): Store {
       if (isS3NotFound(error)) return null
       throw toUpstreamError(id, 'get', error)
     }
-    const body = out.Body as Readable | undefined
-    if (body === undefined) throw new UpstreamError(id, 'server', 's3 get returned no body')
-    // The SDK's signal only covers the request; this also cuts a body that is mid-stream.
-    if (signal) addAbortSignal(signal, body)
-    const contentRange = parseContentRange(out.ContentRange)
-    if (range && contentRange === undefined) {
-      body.destroy()
-      throw new UpstreamError(id, 'server', 's3 get ignored the Range header')
-    }
-    const meta: ObjectMeta = {
-      // RFC 9110 §14.4: with a range, the total size is the complete-length in Content-Range.
-      size: contentRange?.size ?? out.ContentLength ?? 0,
-      contentType: out.ContentType ?? 'application/octet-stream',
-      etag: quoteEtag(out.ETag),
-      lastModified: out.LastModified,
-    }
-    if (range && contentRange) return { meta, body, range: { start: contentRange.start, end: contentRange.end } }
-    return { meta, body }
+    return toGetResult(
+      id,
+      's3',
+      { body: out.Body as Readable | undefined, contentRange: out.ContentRange, contentLength: out.ContentLength, contentType: out.ContentType, etag: out.ETag, lastModified: out.LastModified },
+      range,
+      signal,
+    )
   }
 
   async function put(key: string, body: Readable, opts: PutOptions): Promise<ObjectMeta> {
@@ -239,8 +229,6 @@ function toUpstreamError(id: string, op: string, error: unknown): Error {
   return new UpstreamError(id, kind, `s3 ${op} failed (${kind}${detail ? `: ${detail}` : ''})`, { cause: error })
 }
 
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE'])
-const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT'])
 
 /** Coarse failure kind for metrics and for choosing 502 vs 504. */
 function classifyS3Error(error: unknown): UpstreamErrorKind {
@@ -250,9 +238,8 @@ function classifyS3Error(error: unknown): UpstreamErrorKind {
   if (code !== undefined && CONNECT_CODES.has(code)) return 'connect'
   if (e?.name === 'TimeoutError' || e?.name === 'RequestTimeout' || (code !== undefined && TIMEOUT_CODES.has(code))) return 'timeout'
   const status = e?.$metadata?.httpStatusCode
-  if (status === 401 || status === 403) return 'auth'
-  if (status !== undefined && status >= 500) return 'server'
-  if (status !== undefined && status >= 400) return 'client'
+  const byStatus = kindOfStatus(status)
+  if (byStatus) return byStatus
   if (e?.name === 'CredentialsProviderError') return 'auth'
   return 'unknown'
 }
@@ -271,15 +258,4 @@ function networkCode(error: unknown, depth = 0): string | undefined {
   return networkCode(e.cause, depth + 1)
 }
 
-/** Servers should quote ETags (RFC 9110 §8.8.3); a few S3-compatibles do not. */
-function quoteEtag(etag: string | undefined): string | undefined {
-  if (etag === undefined || etag === '') return undefined
-  return etag.startsWith('"') || etag.startsWith('W/"') ? etag : `"${etag}"`
-}
 
-/** `bytes 0-9/100` → { start: 0, end: 9, size: 100 } (RFC 9110 §14.4). */
-function parseContentRange(header: string | undefined): { start: number; end: number; size: number } | undefined {
-  const match = header === undefined ? null : /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header.trim())
-  if (!match) return undefined
-  return { start: Number(match[1]), end: Number(match[2]), size: Number(match[3]) }
-}
