@@ -10,6 +10,7 @@
  */
 import { LRUCache } from 'lru-cache'
 import { S3FifoCache } from '../src/cache/s3fifo.ts'
+import { prng } from '../test/helpers/prng.ts'
 
 const HIT_MS = 0.05
 const KB = 1000
@@ -22,17 +23,6 @@ interface Backend {
 const DEFAULT_BACKEND: Backend = { latencyMs: 5, bytesPerSec: 100 * MB }
 const SLOW_BACKEND: Backend = { latencyMs: 50, bytesPerSec: 10 * MB }
 
-/** mulberry32: small, fast, seeded. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Zipf over ranks 0..n-1 (rank 0 most popular), by inverse CDF and binary search. */
 function zipf(n: number, s: number, rand: () => number): () => number {

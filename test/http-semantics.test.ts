@@ -12,22 +12,13 @@ import type { Store } from '../src/stores/types.ts'
 import { type CountingProxy, startCountingProxy } from './helpers/counting-proxy.ts'
 import { startAzurite, startS3rver } from './helpers/emulators.ts'
 import { BEARER, type TestGateway, startGateway } from './helpers/gateway.ts'
+import { prng } from './helpers/prng.ts'
 
 const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
 const auth = { Authorization: `Bearer ${BEARER}` }
 const MiB = 1024 * 1024
 const PAGE = 4 * MiB
 
-/** Deterministic PRNG so a failing offset can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const backends = [
   {

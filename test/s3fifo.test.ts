@@ -3,18 +3,8 @@ import assert from 'node:assert/strict'
 import { LRUCache } from 'lru-cache'
 import { S3FifoCache } from '../src/cache/s3fifo.ts'
 import type { EvictReason } from '../src/cache/s3fifo.ts'
+import { prng } from './helpers/prng.ts'
 
-/** mulberry32: a tiny seeded PRNG, so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 type Drop = [key: string, value: string, reason: EvictReason]
 
