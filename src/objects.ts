@@ -8,7 +8,7 @@ import { PayloadTooLargeError, UpstreamError } from './errors.ts'
 import type { Logger } from './log.ts'
 import type { CacheResult, Telemetry } from './metrics.ts'
 import { createPager } from './pages.ts'
-import { sliceStream } from './stream-slice.ts'
+import { failWhenIdle, sliceStream } from './streams.ts'
 import type { ByteRange, ObjectMeta, PutOptions, Store } from './stores/types.ts'
 import { UploadMeter } from './upload-meter.ts'
 
@@ -46,6 +46,12 @@ export interface ObjectServiceOptions {
   pageSize?: number
   /** Pages fetched ahead of the one being sent (default 2). */
   readAhead?: number
+  /**
+   * A store call that has not answered (headers) within this many ms, or a body the gateway
+   * is reading that stalls this long, fails with an `UpstreamError` of kind `timeout` (504).
+   * Default 30 s.
+   */
+  upstreamTimeoutMs?: number
   telemetry: Telemetry
   logger: Logger
 }
@@ -62,6 +68,9 @@ interface Flight {
   stale: boolean
 }
 
+/** The cache key of a large object's metadata record (see `remember`). */
+const metaRecordKey = (ck: string) => `${ck}\u0000meta`
+
 /** Metadata of objects seen recently, so ranged reads of large objects need no HEAD each time. */
 const KNOWN_META_ENTRIES = 10_000
 
@@ -75,22 +84,78 @@ export function createObjectService(options: ObjectServiceOptions) {
   const flights = new Map<string, Flight>()
   const heads = new Map<string, Promise<ObjectMeta | null>>()
   const known = new LRUCache<string, ObjectMeta>({ max: KNOWN_META_ENTRIES })
-  /** PUTs in progress per key; only the latest one started may cache its body. */
-  const writes = new Map<string, { latest: number; running: number }>()
+  /** PUTs in progress per key. Overlapping PUTs never cache: which one the store kept is unknown. */
+  const writes = new Map<string, { running: number; overlapped: boolean }>()
+  const timeoutMs = options.upstreamTimeoutMs ?? 30_000
 
+  /**
+   * Runs a store call with metrics and, except for uploads, a deadline on its answer: a store
+   * that accepts the connection and never answers must not hold a key's singleflight forever.
+   * A body that arrives after the deadline is destroyed.
+   */
   async function upstream<T>(store: Store, op: string, call: () => Promise<T>): Promise<T> {
     const started = performance.now()
+    let timer: NodeJS.Timeout | undefined
     try {
-      const value = await call()
+      const pending = call()
+      const value =
+        op === 'put'
+          ? await pending
+          : await Promise.race([
+              pending,
+              new Promise<never>((_, reject) => {
+                timer = setTimeout(() => {
+                  pending.then((late) => (late as { body?: Readable } | null)?.body?.destroy(), () => {})
+                  reject(new UpstreamError(store.id, 'timeout', `store ${op} did not answer within ${timeoutMs} ms`))
+                }, timeoutMs)
+              }),
+            ])
       telemetry.upstreamOk(store.id, op, (performance.now() - started) / 1000)
       return value
     } catch (error) {
       if (error instanceof UpstreamError) telemetry.upstreamError(store.id, op, error.kind)
       throw error
+    } finally {
+      clearTimeout(timer)
     }
   }
 
-  const pager = createPager({ cache, pageSize: pageSize || 1, readAhead: options.readAhead ?? 2, upstream, onChanged: (ck) => known.delete(ck) })
+  /**
+   * Keeps an object's metadata. For a paged (large) object it is also cached as a small
+   * record beside its pages, so after a restart its pages are served with no HEAD upstream.
+   */
+  function remember(ck: string, meta: ObjectMeta): void {
+    known.set(ck, meta)
+    if (pageSize > 0 && meta.size > maxObjectSize) {
+      const record = Buffer.from(JSON.stringify({ ...meta, lastModified: meta.lastModified?.toISOString() }))
+      void cache.set(metaRecordKey(ck), { size: record.byteLength, contentType: 'application/json' }, record).catch(() => {})
+    }
+  }
+
+  /** Metadata of a large object from its cached record, if any. */
+  async function recall(ck: string): Promise<ObjectMeta | undefined> {
+    const hit = await cache.get(metaRecordKey(ck))
+    if (!hit) return undefined
+    try {
+      const bytes = hit.tier === 'memory' ? hit.body : Buffer.concat(await hit.open().toArray())
+      const parsed = JSON.parse(bytes.toString()) as ObjectMeta & { lastModified?: string }
+      const meta: ObjectMeta = { ...parsed, lastModified: parsed.lastModified ? new Date(parsed.lastModified) : undefined }
+      known.set(ck, meta)
+      return meta
+    } catch {
+      return undefined
+    }
+  }
+
+  const stalled = (store: Store) => () => new UpstreamError(store.id, 'timeout', `upstream body stalled for ${timeoutMs} ms`)
+  const pager = createPager({
+    cache,
+    pageSize: pageSize || 1,
+    readAhead: options.readAhead ?? 2,
+    upstream,
+    watch: (store, body) => failWhenIdle(body, timeoutMs, stalled(store)),
+    onChanged: (ck) => known.delete(ck),
+  })
 
   function startFlight(ck: string, store: Store, key: string): Flight {
     const flight: Flight = { stale: false, ready: undefined as unknown as Promise<Outcome> }
@@ -101,7 +166,7 @@ export function createObjectService(options: ObjectServiceOptions) {
       // No client signal here: the fill belongs to the gateway, not to the first client.
       const got = await upstream(store, 'get', () => store.get(key))
       if (!got) return { kind: 'missing' }
-      if (!flight.stale) known.set(ck, got.meta)
+      if (!flight.stale) remember(ck, got.meta)
       if (got.meta.size > maxObjectSize) {
         let body: Readable | undefined = got.body
         return {
@@ -115,7 +180,7 @@ export function createObjectService(options: ObjectServiceOptions) {
         }
       }
       const fill = new Fill(got.meta)
-      fill.consume(got.body).then(
+      fill.consume(failWhenIdle(got.body, timeoutMs, stalled(store))).then(
         async (bytes) => {
           if (!flight.stale) await cache.set(ck, got.meta, bytes)
           forget()
@@ -141,8 +206,9 @@ export function createObjectService(options: ObjectServiceOptions) {
       heads.set(ck, pending)
       const forget = () => heads.get(ck) === pending && heads.delete(ck)
       pending.then((meta) => {
+        // A PUT that invalidated the key meanwhile dropped this HEAD: its answer may be stale.
+        if (meta && heads.get(ck) === pending) remember(ck, meta)
         forget()
-        if (meta) known.set(ck, meta)
       }, forget)
     }
     return pending
@@ -166,6 +232,25 @@ export function createObjectService(options: ObjectServiceOptions) {
     }
   }
 
+  /** Uncached ranged reads of a large object: one ranged upstream GET per range read. */
+  function direct(store: Store, key: string, meta: ObjectMeta, method: string): OpenObject {
+    telemetry.cacheResult(method, 'miss')
+    return {
+      meta,
+      result: 'miss',
+      async read(range) {
+        const got = await upstream(store, 'get', () => store.get(key, { range }))
+        if (!got || got.meta.etag !== meta.etag || got.meta.size !== meta.size) {
+          got?.body.destroy()
+          throw new UpstreamError(store.id, 'server', 'object changed upstream during the read')
+        }
+        return got.body
+      },
+      cached: async () => false,
+      release() {},
+    }
+  }
+
   /**
    * Finds an object for GET: a cache hit, an in-flight or new fill, or (objects over
    * `max_object_size`) a paged read or a pass-through stream. `ranged`: the request wants
@@ -182,12 +267,16 @@ export function createObjectService(options: ObjectServiceOptions) {
       if (hit.tier === 'memory') return { meta: hit.meta, result, read: async (range) => slice(hit.body, range), cached: async () => true, release() {} }
       return { meta: hit.meta, result, read: async (range) => hit.open(range), cached: async () => true, release() {} }
     }
-    let meta = known.get(ck)
-    if (pageSize > 0 && !meta && ranged && !flights.has(ck)) {
+    let meta = known.get(ck) ?? (await recall(ck))
+    if (!meta && ranged && !flights.has(ck)) {
       meta = (await headOnce(ck, store, key)) ?? undefined
       if (!meta) return null
     }
-    if (pageSize > 0 && meta && meta.size > maxObjectSize) return paged(store, key, ck, meta, method)
+    if (meta && meta.size > maxObjectSize) {
+      if (pageSize > 0) return paged(store, key, ck, meta, method)
+      // Page caching off: each range is its own ranged upstream GET, never the whole object.
+      if (ranged) return direct(store, key, meta, method)
+    }
     const joined = flights.get(ck)
     const flight = joined ?? startFlight(ck, store, key)
     const result: CacheResult = joined ? 'inflight' : 'miss'
@@ -268,7 +357,7 @@ export function createObjectService(options: ObjectServiceOptions) {
     }
     known.delete(ck)
     heads.delete(ck)
-    await cache.delete(ck)
+    await Promise.all([cache.delete(ck), cache.delete(metaRecordKey(ck))])
   }
 
   /**
@@ -280,18 +369,18 @@ export function createObjectService(options: ObjectServiceOptions) {
   async function write(store: Store, key: string, body: Readable, request: WriteOptions): Promise<ObjectMeta> {
     const ck = cacheKey(store.id, key)
     if (request.size !== undefined && request.size > maxUploadSize) throw new PayloadTooLargeError(maxUploadSize)
-    const pending = writes.get(ck) ?? { latest: 0, running: 0 }
-    const mine = ++pending.latest
+    const pending = writes.get(ck) ?? { running: 0, overlapped: false }
+    if (pending.running > 0) pending.overlapped = true
     pending.running++
     writes.set(ck, pending)
     try {
-      return await writeThrough(store, key, ck, body, request, () => pending.latest === mine)
+      return await writeThrough(store, key, ck, body, request, () => !pending.overlapped)
     } finally {
       if (--pending.running === 0) writes.delete(ck)
     }
   }
 
-  async function writeThrough(store: Store, key: string, ck: string, body: Readable, request: WriteOptions, isLatest: () => boolean): Promise<ObjectMeta> {
+  async function writeThrough(store: Store, key: string, ck: string, body: Readable, request: WriteOptions, alone: () => boolean): Promise<ObjectMeta> {
     await invalidate(ck)
     const meter = new UploadMeter(maxUploadSize, maxObjectSize)
     let source: Readable = body.pipe(meter)
@@ -312,11 +401,12 @@ export function createObjectService(options: ObjectServiceOptions) {
       throw error
     }
     await invalidate(ck)
-    // A PUT to the same key that started after this one owns the cache now.
-    if (!isLatest()) return meta
+    // Two PUTs of one key overlapped: the store kept one of them, and we cannot tell which
+    // from here, so neither caches (both invalidated); the next read fetches the truth.
+    if (!alone()) return meta
     const bytes = meter.collected()
     if (bytes && bytes.byteLength === meta.size) await cache.set(ck, meta, bytes)
-    else known.set(ck, meta)
+    else remember(ck, meta)
     return meta
   }
 

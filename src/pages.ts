@@ -11,11 +11,22 @@ export interface PagerOptions {
   readAhead: number
   /** Wraps a store call with metrics. */
   upstream<T>(store: Store, op: string, call: () => Promise<T>): Promise<T>
+  /** Guards a page body the pager reads (an idle timeout). */
+  watch(store: Store, body: Readable): Readable
   /** The object changed upstream (its ETag or size moved): forget what we knew of it. */
   onChanged(ck: string): void
 }
 
 type Page = { bytes: Buffer; cached: boolean } | { open(range: ByteRange): Readable; cached: true }
+
+/**
+ * A page is cached as an entry of its own size (tiers check that size against the bytes),
+ * with the object's ETag, type and date: the ETag plus the page's expected length identify
+ * the object version it belongs to.
+ */
+function pageMeta(meta: ObjectMeta, length: number): ObjectMeta {
+  return { ...meta, size: length }
+}
 
 export function pageKey(ck: string, index: number): string {
   return `${ck}\u0000page:${index}`
@@ -35,6 +46,12 @@ export function createPager(options: PagerOptions) {
     return { start: index * pageSize, end: Math.min((index + 1) * pageSize, meta.size) - 1 }
   }
 
+  /** The cached page belongs to this version of the object: same ETag, this page's length. */
+  function isPageOf(cached: ObjectMeta, meta: ObjectMeta, index: number): boolean {
+    const range = pageRange(meta, index)
+    return cached.etag === meta.etag && cached.size === range.end - range.start + 1
+  }
+
   async function fetchPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number): Promise<Page> {
     const range = pageRange(meta, index)
     const got = await upstream(store, 'get-page', () => store.get(key, { range }))
@@ -46,10 +63,15 @@ export function createPager(options: PagerOptions) {
     }
     const chunks: Buffer[] = []
     let received = 0
-    for await (const chunk of got.body) {
-      chunks.push(chunk as Buffer)
-      received += (chunk as Buffer).byteLength
-      if (received > length) break
+    try {
+      for await (const chunk of options.watch(store, got.body)) {
+        chunks.push(chunk as Buffer)
+        received += (chunk as Buffer).byteLength
+        if (received > length) break
+      }
+    } catch (error) {
+      if (error instanceof UpstreamError) throw error
+      throw new UpstreamError(store.id, 'io', `page ${index}: upstream body failed`, { cause: error })
     }
     if (received !== length) {
       got.body.destroy()
@@ -62,7 +84,7 @@ export function createPager(options: PagerOptions) {
   async function getPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number): Promise<Page> {
     const pk = pageKey(ck, index)
     const hit = await cache.get(pk)
-    if (hit && hit.meta.etag === meta.etag && hit.meta.size === meta.size) {
+    if (hit && isPageOf(hit.meta, meta, index)) {
       return hit.tier === 'memory' ? { bytes: hit.body, cached: true } : { open: hit.open, cached: true }
     }
     let flight = flights.get(pk)
@@ -75,7 +97,7 @@ export function createPager(options: PagerOptions) {
       // holds it (a disk write can take a while), so nobody fetches it twice meanwhile.
       fetched
         .then(async (page) => {
-          if ('bytes' in page) await cache.set(pk, meta, page.bytes)
+          if ('bytes' in page) await cache.set(pk, pageMeta(meta, page.bytes.byteLength), page.bytes)
         })
         .catch(() => {}) // a failed fetch reaches its callers through `fetched`
         .finally(forget)
@@ -88,7 +110,7 @@ export function createPager(options: PagerOptions) {
     for (const range of ranges) {
       for (let i = Math.floor(range.start / pageSize); i <= Math.floor(range.end / pageSize); i++) {
         const hit = await cache.get(pageKey(ck, i))
-        if (!hit || hit.meta.etag !== meta.etag) return false
+        if (!hit || !isPageOf(hit.meta, meta, i)) return false
       }
     }
     return true

@@ -73,6 +73,8 @@ export async function startServer(config: Config, options: { logger?: Logger; st
   server.requestTimeout = 0
   server.headersTimeout = 30_000
   server.keepAliveTimeout = 65_000
+  // ...but a connection on which nothing moves for 2 minutes (a trickling or stuck client) is cut.
+  server.setTimeout(120_000)
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve)
     server.once('error', reject)

@@ -92,6 +92,38 @@ describe('disk tier through the gateway', () => {
     }
   })
 
+  it('pages of a large object persist too: ranges are served after a restart with no upstream request', async () => {
+    const big = randomBytes(3 * 1024 * KiB + 7)
+    await store.put('big/paged.bin', Readable.from([big]), { contentType: 'application/octet-stream' })
+    const ranges = [
+      [0, 99],
+      [2_600_000, 2_700_000],
+      [big.length - 50, big.length - 1],
+    ] as const
+    const diskPath = await tempDir()
+    const first = await start(diskPath)
+    try {
+      for (const [a, b] of ranges) await fetch(`${first.url}/objs/big/paged.bin`, { headers: { ...auth, Range: `bytes=${a}-${b}` } }).then((r) => r.arrayBuffer())
+      // Three pages (1 MiB each at this memory size) and the object's metadata record.
+      await waitFor(async () => (await stats(first)).cache.tiers.disk?.entries === 4, 'pages on disk')
+    } finally {
+      await first.close()
+    }
+    proxy.reset()
+    const second = await start(diskPath)
+    try {
+      for (const [a, b] of ranges) {
+        const res = await fetch(`${second.url}/objs/big/paged.bin`, { headers: { ...auth, Range: `bytes=${a}-${b}` } })
+        assert.equal(res.status, 206)
+        assert.equal(res.headers.get('x-cg-status'), 'hit=1')
+        assert.deepEqual(Buffer.from(await res.arrayBuffer()), big.subarray(a, b + 1))
+      }
+      assert.equal(proxy.counts.requests, 0)
+    } finally {
+      await second.close()
+    }
+  })
+
   it('the disk bound holds while many objects pass through', async () => {
     const gw = await start(await tempDir(), '512KiB')
     try {

@@ -194,6 +194,14 @@ for (const backend of backends) {
       assert.equal((await put({ 'If-Match': etag }, 'four')).status, 200)
       assert.equal(await (await fetch(url('cond/put.txt'), { headers: auth })).text(), 'four')
       assert.equal((await put({ 'If-None-Match': '"x"' }, 'five')).status, 400)
+      // RFC 9110 §13.1.1: `*` matches any current object; a list matches if any tag does.
+      assert.equal((await put({ 'If-Match': '*' }, 'six')).status, 200)
+      const current = (await fetch(url('cond/put.txt'), { method: 'HEAD', headers: auth })).headers.get('etag')!
+      assert.equal((await put({ 'If-Match': `"a", ${current}` }, 'seven')).status, 200)
+      assert.equal((await put({ 'If-Match': '"a", "b"' }, 'eight')).status, 412)
+      assert.equal(await (await fetch(url('cond/put.txt'), { headers: auth })).text(), 'seven')
+      const nothing = await fetch(url('cond/never-created.txt'), { method: 'PUT', headers: { ...auth, 'If-Match': '*' }, body: 'x' })
+      assert.equal(nothing.status, 412)
     })
 
     it('a large object replaced upstream: pages of the old ETag are never stitched into a response', async () => {

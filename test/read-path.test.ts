@@ -219,6 +219,16 @@ for (const backend of backends) {
       assert.equal(getsUpstream(), 2)
     })
 
+    it('with page caching off, a Range of a large object fetches only that range upstream', async () => {
+      const bytes = randomBytes(5 * MiB)
+      await store.put('big/ranged.bin', Readable.from([bytes]), { contentType: 'application/octet-stream' })
+      proxy.reset()
+      const res = await fetch(`${gw.url}/objs/big/ranged.bin`, { headers: { ...auth, Range: 'bytes=-100' } })
+      assert.equal(res.status, 206)
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes.subarray(-100))
+      assert.ok(proxy.counts.responseBytes <= 100, `${proxy.counts.responseBytes} bytes fetched upstream`)
+    })
+
     it('PUT: a 20 MiB chunked upload streams to the store intact', async () => {
       const digest = createHash('sha256')
       const res = await putChunked(gw, 'up/twenty.bin', pieces(20 * MiB, digest))
@@ -294,6 +304,7 @@ for (const backend of backends) {
     it('a missing object is 404 and an unknown bucket is 404', async () => {
       assert.equal((await get(gw, 'nope/none.bin')).status, 404)
       assert.equal((await fetch(`${gw.url}/nobucket/x`, { headers: auth })).status, 404)
+      assert.equal((await fetch(`${gw.url}/nobucket/x`, { method: 'HEAD', headers: auth })).status, 404)
     })
   })
 }

@@ -157,6 +157,15 @@ export const configSchema = z
     cache: z.preprocess((v) => v ?? {}, cache),
     sentry: z.preprocess((v) => v ?? {}, sentry),
     log: z.preprocess((v) => v ?? {}, z.object({ level: z.preprocess(unset, z.enum(LOG_LEVELS).default('info')) }).strict()),
+    upstream: z.preprocess(
+      (v) => v ?? {},
+      z
+        .object({
+          /** Seconds a store may take to answer, or stay silent mid-body, before a 504. */
+          timeout_seconds: number.pipe(z.number().positive().max(3600)).default(30),
+        })
+        .strict(),
+    ),
     stores: z.record(z.string().regex(STORE_ID, 'store id must be letters, digits, ".", "_" or "-"'), store).refine((value) => Object.keys(value).length > 0, {
       message: 'at least one store is required',
     }),

@@ -4,12 +4,13 @@ import type { HttpBindings } from '@hono/node-server'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import type { Principal } from '../auth/middleware.ts'
 import { isValidContentType } from '../content-type.ts'
-import { AuthError, InvalidKeyError, RequestAbortedError } from '../errors.ts'
+import { AuthError, InvalidKeyError, PreconditionFailedError, RequestAbortedError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Telemetry } from '../metrics.ts'
 import type { ObjectService } from '../objects.ts'
 import { decodeKey } from '../stores/key.ts'
 import type { Store } from '../stores/types.ts'
+import { evaluatePreconditions } from './conditional.ts'
 import { toHttpError } from './errors.ts'
 import { objectHeaders, preconditionStatus, validatorHeaders, writeObject } from './read-response.ts'
 
@@ -65,7 +66,7 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
       if (sigs.length > 1) throw new AuthError('malformed signature', 'more than one sig parameter')
       const principal = authenticate({ method, bucket, key, sig: sigs[0], authorization: incoming.headers.authorization })
       const store = stores.get(bucket)
-      if (!store) return send(outgoing, 404, { error: 'not found', message: `no bucket "${bucket}"` })
+      if (!store) return send(outgoing, 404, { error: 'not found', message: `no bucket "${bucket}"` }, {}, method === 'HEAD')
 
       if (method === 'PUT') return await handlePut(incoming, outgoing, store, key)
       if (method === 'HEAD') {
@@ -108,6 +109,22 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
     }
   }
 
+  /**
+   * If-Match on PUT: one strong tag goes to the store as is (checked atomically where the
+   * store supports it). `*`, a list or a weak tag is evaluated here against the current
+   * object (RFC 9110 §13.1.1) and then pinned to its actual ETag for the store.
+   */
+  async function resolveIfMatch(store: Store, key: string, header: string | undefined): Promise<string | undefined> {
+    const value = header?.trim()
+    if (!value) return undefined
+    if (/^"[^"]*"$/.test(value)) return value
+    const current = await objects.head(store, key)
+    if (evaluatePreconditions('PUT', { ifMatch: value }, current?.meta ?? null) === 'precondition-failed') {
+      throw new PreconditionFailedError('If-Match did not match the current object')
+    }
+    return current?.meta.etag
+  }
+
   async function handlePut(incoming: IncomingMessage, outgoing: ServerResponse, store: Store, key: string): Promise<Response> {
     const declared = incoming.headers['content-length']
     const size = declared === undefined ? undefined : Number(declared)
@@ -116,7 +133,7 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
     if (contentType !== undefined && !isValidContentType(contentType)) return send(outgoing, 400, { error: 'bad request', message: 'invalid Content-Type' })
     const ifNoneMatch = incoming.headers['if-none-match']
     if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== '*') return send(outgoing, 400, { error: 'bad request', message: 'If-None-Match on PUT must be "*"' })
-    const ifMatch = incoming.headers['if-match']?.trim()
+    const ifMatch = await resolveIfMatch(store, key, incoming.headers['if-match'])
     const aborted = new AbortController()
     const onClose = () => {
       if (!incoming.complete) aborted.abort(new RequestAbortedError('client closed the connection during the upload'))

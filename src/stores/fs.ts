@@ -14,6 +14,16 @@ const META_DIR = '.cachegate-meta'
 /** 1 MiB reads are ~2× faster than the 64 KiB default for large files (measured, issue 6). */
 const READ_HIGH_WATER_MARK = 1024 * 1024
 
+/** Makes a rename in `dir` durable (POSIX: the directory entry is data of the directory). */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await fsp.open(dir, 'r')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
 export interface FsStoreOptions {
   id: string
   root: string
@@ -149,7 +159,9 @@ export function createFsStore(options: FsStoreOptions): Store {
       const tmpDir = path.join(base, META_DIR, 'tmp')
       await fsp.mkdir(tmpDir, { recursive: true })
       tmp = path.join(tmpDir, `${randomBytes(8).toString('hex')}.tmp`)
-      await pipeline(body, createWriteStream(tmp, { flags: 'wx' }), { signal: options.signal })
+      // flush: fsync before close. This store is the origin, not a cache: a PUT that answered
+      // 200 must survive a power cut.
+      await pipeline(body, createWriteStream(tmp, { flags: 'wx', flush: true }), { signal: options.signal })
       if (options.ifNoneMatch === '*') {
         // link() fails with EEXIST atomically: create-only even against a racing writer.
         try {
@@ -163,6 +175,7 @@ export function createFsStore(options: FsStoreOptions): Store {
         await fsp.rename(tmp, target)
       }
       tmp = undefined
+      await syncDirectory(realParent)
       await fsp.mkdir(path.dirname(sidecar), { recursive: true })
       await fsp.writeFile(sidecar, JSON.stringify({ contentType: options.contentType } satisfies Sidecar))
       const stat = await fsp.stat(target)

@@ -203,7 +203,11 @@ function clientConfig(options: S3StoreOptions): S3ClientConfig {
       httpAgent: new HttpAgent(agentOptions),
       httpsAgent: new HttpsAgent(agentOptions),
       connectionTimeout: CONNECTION_TIMEOUT_MS,
+      // requestTimeout alone only warns (smithy 4.x) and stops once headers arrive:
+      // throw on it, and cut a socket that goes quiet mid-body.
       requestTimeout: IDLE_TIMEOUT_MS,
+      throwOnRequestTimeout: true,
+      socketTimeout: IDLE_TIMEOUT_MS,
     },
   }
 }

@@ -34,3 +34,21 @@ export function sliceStream(source: Readable, range: ByteRange): Readable {
   })
   return source.pipe(slice)
 }
+
+/**
+ * Fails `stream` with `onIdle()`'s error when no data arrives for `ms` while it is being read.
+ * For bodies the gateway reads at full speed itself (fills, pages): a store that stops
+ * sending mid-body must not wedge every reader waiting on that fill.
+ */
+export function failWhenIdle(stream: Readable, ms: number, onIdle: () => Error): Readable {
+  let timer: NodeJS.Timeout | undefined
+  const arm = () => {
+    clearTimeout(timer)
+    timer = setTimeout(() => stream.destroy(onIdle()), ms)
+    timer.unref()
+  }
+  arm()
+  stream.on('data', arm)
+  stream.once('close', () => clearTimeout(timer))
+  return stream
+}

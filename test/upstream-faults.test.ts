@@ -1,0 +1,112 @@
+/**
+ * Upstream faults the emulators cannot produce: a store that never answers, one that stops
+ * mid-body, and two PUTs of one key racing. The first two use a fake S3 endpoint on
+ * loopback; the race uses a scripted store behind the object service.
+ */
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Readable } from 'node:stream'
+import { after, before, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createMemoryCache } from '../src/cache/memory.ts'
+import { createLogger } from '../src/log.ts'
+import { Telemetry } from '../src/metrics.ts'
+import { createObjectService } from '../src/objects.ts'
+import { createS3Store } from '../src/stores/s3.ts'
+import type { ObjectMeta, Store } from '../src/stores/types.ts'
+import { BEARER, type TestGateway, startGateway } from './helpers/gateway.ts'
+
+const auth = { Authorization: `Bearer ${BEARER}` }
+
+describe('a store that stalls', () => {
+  let fake: http.Server
+  let gw: TestGateway
+  const sockets = new Set<import('node:net').Socket>()
+
+  before(async () => {
+    // `silent/*` never answers; `stall/*` sends headers and 10 of 100 bytes, then nothing.
+    fake = http.createServer((req, res) => {
+      if (req.url?.includes('/silent/')) return
+      res.writeHead(200, { 'Content-Length': '100', ETag: '"e1"', 'Content-Type': 'application/octet-stream', 'Last-Modified': new Date().toUTCString() })
+      if (req.method === 'HEAD') return res.end()
+      res.write(Buffer.alloc(10, 1))
+    })
+    fake.on('connection', (socket) => sockets.add(socket))
+    fake.listen(0, '127.0.0.1')
+    await new Promise((resolve) => fake.once('listening', resolve))
+    const endpoint = `http://127.0.0.1:${(fake.address() as AddressInfo).port}`
+    const store = createS3Store({ id: 'objs', bucket: 'stall-bucket', endpoint, allowHttp: true, accessKey: 'a', secretKey: 'b', maxAttempts: 1 })
+    gw = await startGateway({ stores: new Map([['objs', store]]), raw: { stores: { objs: { type: 'fs', root: '/nonexistent' } }, upstream: { timeout_seconds: 0.5 } } })
+  })
+  after(async () => {
+    await gw.close()
+    for (const socket of sockets) socket.destroy()
+    fake.close()
+  })
+
+  it('a store that never answers → 504 after the upstream timeout, and the key is not wedged', async () => {
+    for (let i = 0; i < 2; i++) {
+      const started = performance.now()
+      const res = await fetch(`${gw.url}/objs/silent/a.bin`, { headers: auth })
+      assert.equal(res.status, 504)
+      assert.match((await res.json()).message, /timed out/)
+      assert.ok(performance.now() - started < 3000)
+    }
+  })
+
+  it('a body that stops mid-way fails every reader, is not cached, and frees the key', async () => {
+    const read = async () => {
+      const res = await fetch(`${gw.url}/objs/stall/b.bin`, { headers: auth })
+      assert.equal(res.status, 200)
+      return res.arrayBuffer().then(
+        () => 'complete',
+        () => 'aborted',
+      )
+    }
+    const outcomes = await Promise.all([read(), read(), read()])
+    assert.deepEqual(outcomes, ['aborted', 'aborted', 'aborted'])
+    await sleep(50)
+    const stats = (await (await fetch(`${gw.url}/stats`)).json()) as { cache: { inflight_fills: number; tiers: { memory: { entries: number } } } }
+    assert.equal(stats.cache.inflight_fills, 0)
+    assert.equal(stats.cache.tiers.memory.entries, 0)
+    assert.equal(await read(), 'aborted', 'a later reader starts a new fill instead of joining a dead one')
+  })
+})
+
+describe('two PUTs of one key racing', () => {
+  it('neither caches its body: reads fetch what the store really kept', async () => {
+    let stored: { meta: ObjectMeta; bytes: Buffer } | undefined
+    const gates = new Map<string, () => void>()
+    /** A store whose put commits only when the test releases that body's gate. */
+    const store: Store = {
+      type: 'fs',
+      id: 's',
+      head: async () => stored?.meta ?? null,
+      get: async () => (stored ? { meta: stored.meta, body: Readable.from([stored.bytes]) } : null),
+      async put(_key, body, opts) {
+        const chunks: Buffer[] = []
+        for await (const c of body) chunks.push(c as Buffer)
+        const bytes = Buffer.concat(chunks)
+        await new Promise<void>((resolve) => gates.set(bytes.toString(), resolve))
+        const meta = { size: bytes.length, contentType: opts.contentType, etag: `"${bytes.toString()}"` }
+        stored = { meta, bytes }
+        return meta
+      },
+    }
+    const objects = createObjectService({ cache: createMemoryCache({ maxBytes: 1 << 20 }), maxObjectSize: 1 << 16, maxUploadSize: 1 << 20, telemetry: new Telemetry(), logger: createLogger('silent') })
+    const a = objects.write(store, 'k', Readable.from([Buffer.from('AAAA')]), { contentType: 'text/plain' })
+    const b = objects.write(store, 'k', Readable.from([Buffer.from('BBBB')]), { contentType: 'text/plain' })
+    while (gates.size < 2) await sleep(5)
+    gates.get('BBBB')!() // B commits first...
+    await b
+    gates.get('AAAA')!() // ...then A: the store keeps A
+    await a
+    const read = await objects.open(store, 'k', false)
+    assert.equal(read!.result, 'miss', 'nothing cached by the overlapping PUTs')
+    const body = await read!.read()
+    const chunks: Buffer[] = []
+    for await (const c of body as Readable) chunks.push(c as Buffer)
+    assert.equal(Buffer.concat(chunks).toString(), 'AAAA')
+  })
+})
