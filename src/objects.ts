@@ -154,7 +154,10 @@ export function createObjectService(options: ObjectServiceOptions) {
     readAhead: options.readAhead ?? 2,
     upstream,
     watch: (store, body) => failWhenIdle(body, timeoutMs, stalled(store)),
-    onChanged: (ck) => known.delete(ck),
+    async onChanged(ck) {
+      known.delete(ck)
+      await cache.delete(metaRecordKey(ck))
+    },
   })
 
   function startFlight(ck: string, store: Store, key: string): Flight {

@@ -14,7 +14,7 @@ export interface PagerOptions {
   /** Guards a page body the pager reads (an idle timeout). */
   watch(store: Store, body: Readable): Readable
   /** The object changed upstream (its ETag or size moved): forget what we knew of it. */
-  onChanged(ck: string): void
+  onChanged(ck: string): Promise<void>
 }
 
 type Page = { bytes: Buffer; cached: boolean } | { open(range: ByteRange): Readable; cached: true }
@@ -58,7 +58,7 @@ export function createPager(options: PagerOptions) {
     const length = range.end - range.start + 1
     if (!got || got.meta.size !== meta.size || (meta.etag && got.meta.etag !== meta.etag)) {
       got?.body.destroy()
-      options.onChanged(ck)
+      await options.onChanged(ck)
       throw new UpstreamError(store.id, 'server', 'object changed upstream during a paged read')
     }
     const chunks: Buffer[] = []
