@@ -1,4 +1,6 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Hono } from 'hono'
+import { getRequestListener } from '@hono/node-server'
 import { createAuthenticator } from './auth/middleware.ts'
 import type { Cache } from './cache/types.ts'
 import type { Config } from './config/schema.ts'
@@ -6,7 +8,7 @@ import type { Logger } from './log.ts'
 import { Telemetry } from './metrics.ts'
 import { createObjectService } from './objects.ts'
 import type { Store } from './stores/types.ts'
-import { type Env, createObjectHandler, hasDotSegment, send, splitTarget } from './http/object-routes.ts'
+import { createObjectHandler, isObjectPath, splitTarget } from './http/object-routes.ts'
 
 export interface AppDeps {
   config: Config
@@ -20,15 +22,16 @@ export interface AppDeps {
   reportError?: (error: unknown) => void
 }
 
-const OBJECT_METHODS = 'GET, HEAD, PUT'
 const INFO_METHODS = 'GET, HEAD'
 
 /**
- * Wires routes to their dependencies. Never listens: `server.ts` does.
+ * Wires routes to their dependencies and returns the node:http request handler. Never
+ * listens: `server.ts` does. Object routes (`/:bucket_id/*path`) are handled directly on
+ * node:http, the hot path; the operator endpoints go through Hono.
  *
  * @example
- * const app = createApp({ config, stores, cache: createMemoryCache({ maxBytes }), logger })
- * serve({ fetch: app.fetch, port: 8080 })
+ * const { handle } = createApp({ config, stores, cache: createMemoryCache({ maxBytes }), logger })
+ * http.createServer(handle).listen(8080)
  */
 export function createApp(deps: AppDeps) {
   const { config, stores, cache, logger } = deps
@@ -49,37 +52,36 @@ export function createApp(deps: AppDeps) {
     bearerToken: config.auth.bearer_token,
     now: deps.now,
   })
-  const objectHandler = createObjectHandler({ stores, objects, authenticate, telemetry, logger, now: deps.now })
+  const objectHandler = createObjectHandler({ stores, objects, authenticate, telemetry, logger, now: deps.now, reportError: deps.reportError })
 
-  const app = new Hono<Env>()
-
-  app.use(async function countRequests(c, next) {
-    const outgoing = c.env.outgoing
-    outgoing.once('finish', () => telemetry.request(c.req.method, outgoing.statusCode))
-    // The URL parser already resolved dot segments away; refuse them as the client sent them.
-    if (hasDotSegment(splitTarget(c.env.incoming.url ?? '/').path)) {
-      return send(outgoing, 400, { error: 'invalid path', message: 'dot segment in path' }, {}, c.req.method === 'HEAD')
-    }
-    await next()
-  })
-
+  const app = new Hono()
   app.get('/health', (c) => c.json({ status: 'ok' }))
   app.get('/stats', (c) => c.json(telemetry.snapshot()))
   app.get('/metrics', async (c) => c.body(await telemetry.registry.metrics(), 200, { 'Content-Type': telemetry.registry.contentType }))
   for (const path of ['/health', '/stats', '/metrics']) {
     app.all(path, (c) => c.json({ error: 'method not allowed' }, 405, { Allow: INFO_METHODS }))
   }
-
-  // Hono dispatches HEAD to GET routes (and drops any body): the handler reads the real method.
-  app.on(['GET', 'PUT'], '/:bucket/*', objectHandler)
-  app.all('/:bucket/*', (c) => c.json({ error: 'method not allowed', message: `use ${OBJECT_METHODS}` }, 405, { Allow: OBJECT_METHODS }))
   app.notFound((c) => c.json({ error: 'not found' }, 404))
-
   app.onError((error, c) => {
     logger.error('unhandled error', { method: c.req.method, err: error })
     deps.reportError?.(error)
     return c.json({ error: 'internal error' }, 500)
   })
+  const honoListener = getRequestListener(app.fetch)
 
-  return { app, telemetry, objects }
+  function handle(incoming: IncomingMessage, outgoing: ServerResponse): void {
+    const { path, query } = splitTarget(incoming.url ?? '/')
+    if (isObjectPath(path)) {
+      objectHandler(incoming, outgoing, path, query).catch((error: unknown) => {
+        logger.error('unhandled error', { err: error })
+        deps.reportError?.(error)
+        outgoing.destroy()
+      })
+      return
+    }
+    outgoing.once('finish', () => telemetry.request(incoming.method ?? 'GET', outgoing.statusCode))
+    void honoListener(incoming, outgoing)
+  }
+
+  return { app, handle, telemetry, objects }
 }

@@ -1,6 +1,5 @@
 import type { AddressInfo } from 'node:net'
-import type { Server } from 'node:http'
-import { serve } from '@hono/node-server'
+import { type Server, createServer } from 'node:http'
 import { createApp } from './app.ts'
 import { openDiskCache } from './cache/disk.ts'
 import { createHybridCache } from './cache/hybrid.ts'
@@ -66,9 +65,10 @@ export async function startServer(config: Config, options: { logger?: Logger; st
   const stores = options.stores ?? createStores(config)
   const telemetry = new Telemetry({ defaultMetrics: true })
   const cache = await createCache(config, logger, telemetry)
-  const { app } = createApp({ config, stores, cache, logger, telemetry, reportError })
+  const { handle } = createApp({ config, stores, cache, logger, telemetry, reportError })
 
-  const server = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }) as Server
+  const server: Server = createServer(handle)
+  server.listen(config.listen.port, config.listen.host)
   // Uploads of many GiB take longer than Node's 5-minute default; headers must still come quickly.
   server.requestTimeout = 0
   server.headersTimeout = 30_000

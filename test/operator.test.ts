@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict'
+import { writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { BEARER, type TestGateway, rawRequest, startGateway } from './helpers/gateway.ts'
+
+describe('operator endpoints and method handling', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway()
+    await writeFile(path.join(gw.root, 'x.txt'), 'x')
+    await fetch(`${gw.url}/local/x.txt`, { headers: { Authorization: `Bearer ${BEARER}` } }).then((r) => r.arrayBuffer())
+  })
+  after(() => gw.close())
+
+  it('/health, /stats and /metrics answer with real values', async () => {
+    assert.deepEqual(await (await fetch(`${gw.url}/health`)).json(), { status: 'ok' })
+    const stats = (await (await fetch(`${gw.url}/stats`)).json()) as { requests: number; cache: { misses: number; tiers: { memory: { entries: number; bytes: number } } } }
+    assert.ok(stats.requests >= 2)
+    assert.equal(stats.cache.misses, 1)
+    assert.equal(stats.cache.tiers.memory.entries, 1)
+    assert.ok(stats.cache.tiers.memory.bytes > 1)
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text()
+    for (const name of [
+      'cachegate_requests_total{method="GET",status="200"}',
+      'cachegate_cache_requests_total{method="GET",result="miss"} 1',
+      'cachegate_upstream_requests_total{store="local",op="get",outcome="ok"} 1',
+      'cachegate_upstream_duration_seconds_bucket',
+      'cachegate_cache_bytes{tier="memory"}',
+      'cachegate_cache_entries{tier="memory"} 1',
+      'cachegate_inflight_fills 0',
+    ]) {
+      assert.ok(metrics.includes(name), `missing ${name}`)
+    }
+  })
+
+  it('other methods get 405 with Allow; unknown paths 404', async () => {
+    const object = await rawRequest(gw.url, 'DELETE', '/local/x.txt', { Authorization: `Bearer ${BEARER}` })
+    assert.equal(object.status, 405)
+    assert.equal(object.headers.allow, 'GET, HEAD, PUT')
+    const info = await rawRequest(gw.url, 'POST', '/health')
+    assert.equal(info.status, 405)
+    assert.equal(info.headers.allow, 'GET, HEAD')
+    assert.equal((await rawRequest(gw.url, 'GET', '/nothing-here')).status, 404)
+    const head = await rawRequest(gw.url, 'HEAD', '/local/x.txt', { Authorization: `Bearer ${BEARER}` })
+    assert.equal(head.status, 200)
+    assert.equal(head.headers['content-length'], '1')
+    assert.equal(head.body.length, 0)
+  })
+})
