@@ -63,9 +63,21 @@ export class Telemetry {
     this.#sources = sources
   }
 
+  /** Bound label children, so the hot path skips prom-client's per-call label hashing. */
+  readonly #bound = new Map<string, { inc(): void }>()
+  #child(counter: Counter<string>, tag: string, a: string, b: string | number): { inc(): void } {
+    const id = `${tag}\u0000${a}\u0000${b}`
+    let child = this.#bound.get(id)
+    if (!child) {
+      child = counter.labels(a, String(b))
+      this.#bound.set(id, child)
+    }
+    return child
+  }
+
   request(method: string, status: number): void {
     this.#totals.requests++
-    this.#requests.inc({ method, status })
+    this.#child(this.#requests, 'requests', method, status).inc()
   }
 
   authFailure(reason: string): void {
@@ -77,7 +89,7 @@ export class Telemetry {
     if (result === 'hit') this.#totals.hits++
     else if (result === 'miss') this.#totals.misses++
     else this.#totals.inflightJoins++
-    this.#cache.inc({ method, result })
+    this.#child(this.#cache, 'cache', method, result).inc()
   }
 
   upstreamOk(store: string, op: string, seconds: number): void {

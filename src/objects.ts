@@ -24,6 +24,8 @@ export interface OpenObject {
   /** For paged objects: whether these ranges are all served from cache (else the same as `result`). */
   cached(ranges: readonly ByteRange[]): Promise<boolean>
   release(): void
+  /** The whole object, when it sits in memory: served with no await at all. */
+  bytes?: Buffer
 }
 
 export interface WriteOptions {
@@ -235,6 +237,14 @@ export function createObjectService(options: ObjectServiceOptions) {
     }
   }
 
+  /** A memory hit, found synchronously (the hot path); undefined otherwise. */
+  function openInMemory(store: Store, key: string, method = 'GET'): OpenObject | undefined {
+    const hit = cache.peek?.(cacheKey(store.id, key))
+    if (!hit) return undefined
+    telemetry.cacheResult(method, 'hit')
+    return { meta: hit.meta, result: 'hit', bytes: hit.body, read: async (range) => slice(hit.body, range), cached: async () => true, release() {} }
+  }
+
   /** Uncached ranged reads of a large object: one ranged upstream GET per range read. */
   function direct(store: Store, key: string, meta: ObjectMeta, method: string): OpenObject {
     telemetry.cacheResult(method, 'miss')
@@ -413,7 +423,7 @@ export function createObjectService(options: ObjectServiceOptions) {
     return meta
   }
 
-  return { open, head, prefetch, write, inflightFills: () => flights.size + pager.inflight() }
+  return { open, openInMemory, head, prefetch, write, inflightFills: () => flights.size + pager.inflight() }
 }
 
 export type ObjectService = ReturnType<typeof createObjectService>

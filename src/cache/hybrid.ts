@@ -91,6 +91,12 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
   }
 
   return {
+    peek(key) {
+      const inMemory = memory.peek?.(key)
+      if (inMemory) disk.touch?.(key)
+      return inMemory
+    },
+
     async get(key) {
       const inMemory = await memory.get(key)
       if (inMemory) {

@@ -23,12 +23,12 @@ interface Entry {
  * const cache = createMemoryCache({ maxBytes: 512 * 2 ** 20 })
  * await cache.set('media\0a.jpg', meta, bytes)
  */
-export function createMemoryCache(options: MemoryCacheOptions): Cache & { peek(key: string): CacheHit | undefined } {
+export function createMemoryCache(options: MemoryCacheOptions): Cache & { peek(key: string): Extract<CacheHit, { tier: 'memory' }> | undefined } {
   if (!Number.isSafeInteger(options.maxBytes) || options.maxBytes < 0) throw new TypeError('maxBytes must be a non-negative integer')
   const entries = new S3FifoCache<string, Entry>({ maxBytes: Math.max(options.maxBytes, 1) })
   const charge = (key: string, body: Buffer) => body.byteLength + key.length * 2 + ENTRY_OVERHEAD
 
-  function peek(key: string): CacheHit | undefined {
+  function peek(key: string): Extract<CacheHit, { tier: 'memory' }> | undefined {
     const entry = entries.get(key)
     return entry && { tier: 'memory', meta: entry.meta, body: entry.body }
   }

@@ -19,6 +19,11 @@ export interface TierStats {
  */
 export interface Cache {
   get(key: string): Promise<CacheHit | undefined>
+  /**
+   * Synchronous lookup of what is in memory (counts as a use), for the hot path: a memory hit
+   * is served without a single await. Tiers without memory omit it.
+   */
+  peek?(key: string): Extract<CacheHit, { tier: 'memory' }> | undefined
   /** Stores a complete object; false when it does not fit (too large) and was not stored. */
   set(key: string, meta: ObjectMeta, body: Buffer): Promise<boolean>
   delete(key: string): Promise<void>

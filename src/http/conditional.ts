@@ -189,10 +189,18 @@ const ASCTIME_DATE = new RegExp(`^(?:${DAY}) (${MONTH}) ([ \\d]\\d) ${TIME} (\\d
  * httpDate(new Date('1994-11-06T08:49:37.250Z')) // 'Sun, 06 Nov 1994 08:49:37 GMT'
  */
 export function httpDate(date: Date): string {
-  if (Number.isNaN(date.getTime())) throw new RangeError('httpDate: invalid Date')
-  // ECMA-262 specifies Date.prototype.toUTCString as exactly the IMF-fixdate layout.
-  return date.toUTCString()
+  let text = formatted.get(date)
+  if (text === undefined) {
+    if (Number.isNaN(date.getTime())) throw new RangeError('httpDate: invalid Date')
+    // ECMA-262 specifies Date.prototype.toUTCString as exactly the IMF-fixdate layout.
+    text = date.toUTCString()
+    formatted.set(date, text)
+  }
+  return text
 }
+
+/** Each cached object's Last-Modified is formatted once, not on every response. */
+const formatted = new WeakMap<Date, string>()
 
 /**
  * Parses an HTTP-date in any of the three forms of RFC 9110 §5.6.7; anything else (including
@@ -205,7 +213,7 @@ export function httpDate(date: Date): string {
  * parseHttpDate('Sun Nov  6 08:49:37 1994') // 1994-11-06T08:49:37.000Z
  * parseHttpDate('yesterday') // undefined
  */
-export function parseHttpDate(value: string | undefined, now: Date = new Date()): Date | undefined {
+export function parseHttpDate(value: string | undefined, now?: Date): Date | undefined {
   const text = trimmed(value)
   if (text === undefined) return undefined
   let match = IMF_FIXDATE.exec(text)
@@ -218,7 +226,7 @@ export function parseHttpDate(value: string | undefined, now: Date = new Date())
     const [, day, month, yy, h, m, s] = match
     // RFC 9110 §5.6.7: a two-digit year more than 50 years in the future means the most
     // recent past year with the same last two digits.
-    const thisYear = now.getUTCFullYear()
+    const thisYear = (now ?? new Date()).getUTCFullYear()
     let year = thisYear - (thisYear % 100) + Number(yy)
     if (year > thisYear + 50) year -= 100
     return makeDate(year, month, Number(day), h, m, s)

@@ -93,7 +93,7 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
         outgoing.writeHead(200, objectHeaders(found.meta, found.result === 'hit', principal, now())).end()
         return
       }
-      const object = await objects.open(store, key, incoming.headers.range !== undefined, method)
+      const object = objects.openInMemory(store, key, method) ?? (await objects.open(store, key, incoming.headers.range !== undefined, method))
       if (!object) return send(outgoing, 404, { error: 'not found', message: 'no such object' })
       const failed = preconditionStatus('GET', incoming.headers, object.meta)
       if (failed === 'not-modified') {
@@ -105,7 +105,8 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
         return send(outgoing, 412, { error: 'precondition failed', message: 'If-Match or If-Unmodified-Since did not hold' }, validatorHeaders(object.meta, principal, now()))
       } else {
         try {
-          await writeObject(outgoing, object, incoming.headers, principal, now(), logger)
+          const writing = writeObject(outgoing, object, incoming.headers, principal, now(), logger)
+          if (writing) await writing
         } catch (error) {
           object.release()
           throw error

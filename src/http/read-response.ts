@@ -6,7 +6,7 @@ import type { Logger } from '../log.ts'
 import type { OpenObject } from '../objects.ts'
 import type { ByteRange, ObjectMeta } from '../stores/types.ts'
 import { type ConditionalHeaders, type PreconditionResult, evaluateIfRange, evaluatePreconditions, httpDate } from './conditional.ts'
-import { contentRange, multipartBoundary, multipartParts, parseRange, resolveRanges, unsatisfiedRange } from './range.ts'
+import { type ResolvedRange, contentRange, multipartBoundary, multipartParts, parseRange, resolveRanges, unsatisfiedRange } from './range.ts'
 
 export function conditionalHeaders(headers: IncomingHttpHeaders): ConditionalHeaders {
   return {
@@ -49,6 +49,8 @@ export function preconditionStatus(
   headers: IncomingHttpHeaders,
   meta: ObjectMeta,
 ): Exclude<PreconditionResult, 'proceed'> | undefined {
+  // Most requests carry no precondition at all.
+  if (!headers['if-match'] && !headers['if-none-match'] && !headers['if-modified-since'] && !headers['if-unmodified-since']) return undefined
   const result = evaluatePreconditions(method, conditionalHeaders(headers), meta)
   return result === 'proceed' ? undefined : result
 }
@@ -57,14 +59,14 @@ export function preconditionStatus(
  * Writes a GET response for an open object: 200, 206 (one range or multipart/byteranges)
  * or 416, honouring If-Range. The caller has already evaluated the other preconditions.
  */
-export async function writeObject(
+export function writeObject(
   outgoing: ServerResponse,
   object: OpenObject,
   request: IncomingHttpHeaders,
   principal: Principal,
   nowMs: number,
   logger: Logger,
-): Promise<void> {
+): Promise<void> | undefined {
   const { meta } = object
   const rangeHeader = request.range
   // RFC 9110 §13.1.5: a failed If-Range means "send the whole thing".
@@ -84,6 +86,32 @@ export async function writeObject(
     return
   }
 
+  // The hot path: a memory hit, whole or one range, written without a single await.
+  const bytes = object.bytes
+  if (bytes && (resolved.type === 'full' || resolved.ranges.length === 1)) {
+    const headers = objectHeaders(meta, true, principal, nowMs)
+    if (resolved.type === 'full') {
+      send(outgoing, 200, headers, bytes, logger)
+      return undefined
+    }
+    const range = resolved.ranges[0]!
+    headers['Content-Range'] = contentRange(range, meta.size)
+    headers['Content-Length'] = range.end - range.start + 1
+    send(outgoing, 206, headers, bytes.subarray(range.start, range.end + 1), logger)
+    return undefined
+  }
+  return writeParts(outgoing, object, resolved, principal, nowMs, logger)
+}
+
+async function writeParts(
+  outgoing: ServerResponse,
+  object: OpenObject,
+  resolved: Exclude<ResolvedRange, { type: 'unsatisfiable' }>,
+  principal: Principal,
+  nowMs: number,
+  logger: Logger,
+): Promise<void> {
+  const { meta } = object
   const ranges: ByteRange[] = resolved.type === 'partial' ? resolved.ranges : [{ start: 0, end: meta.size - 1 }]
   const hit = object.result === 'hit' || (object.result !== 'inflight' && meta.size > 0 && (await object.cached(ranges)))
   const headers = objectHeaders(meta, hit, principal, nowMs)
