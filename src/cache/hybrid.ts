@@ -17,6 +17,7 @@
  * a scan over disk-resident objects does not read every file twice and churn memory.
  */
 import type { ObjectMeta } from '../stores/types.ts'
+import { type Readable, Transform } from 'node:stream'
 import type { Cache, CacheHit, TierStats } from './types.ts'
 
 export interface HybridCacheOptions {
@@ -60,25 +61,47 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
   /** Promotions reading from disk; a set or delete of the key makes theirs stale. */
   const promoting = new Map<string, Promise<void>>()
 
-  function promote(key: string, hit: Extract<CacheHit, { tier: 'disk' }>): void {
-    if (hit.meta.size > maxPromoteSize || promoting.has(key)) return
+  /**
+   * Counts a disk hit; on the `promoteAfter`-th, returns the hit with an `open` that copies
+   * the bytes it streams anyway into memory (a whole-object read), so promotion costs no
+   * second read of the file. A ranged open falls back to reading the file once more.
+   */
+  function promote(key: string, hit: Extract<CacheHit, { tier: 'disk' }>): Extract<CacheHit, { tier: 'disk' }> {
+    if (hit.meta.size > maxPromoteSize || promoting.has(key)) return hit
     const hits = (diskHits.get(key) ?? 0) + 1
     diskHits.delete(key)
     if (hits < promoteAfter) {
       diskHits.set(key, hits)
       if (diskHits.size > promoteWindow) diskHits.delete(diskHits.keys().next().value!)
-      return
+      return hit
     }
-    const promotion: Promise<void> = readAll(hit)
-      .then(async (body) => {
-        if (promoting.get(key) === promotion) await memory.set(key, hit.meta, body)
-      })
-      // A failed read was already reported and the entry dropped by the disk tier; the response has its own stream.
-      .catch(() => {})
-      .finally(() => {
-        if (promoting.get(key) === promotion) promoting.delete(key)
-      })
-    promoting.set(key, promotion)
+    let started = false
+    const run = (read: Promise<Buffer>) => {
+      started = true
+      const promotion: Promise<void> = read
+        .then(async (body) => {
+          if (promoting.get(key) === promotion) await memory.set(key, hit.meta, body)
+        })
+        // A failed read was already reported and the entry dropped by the disk tier; the response has its own stream.
+        .catch(() => {})
+        .finally(() => {
+          if (promoting.get(key) === promotion) promoting.delete(key)
+        })
+      promoting.set(key, promotion)
+    }
+    return {
+      ...hit,
+      open(range) {
+        const whole = !range || (range.start === 0 && range.end === hit.meta.size - 1)
+        if (started || !whole) {
+          if (!started) run(readAll(hit))
+          return hit.open(range)
+        }
+        const { stream, body } = recording(hit.open(range), hit.meta.size)
+        run(body)
+        return stream
+      },
+    }
   }
 
   function forget(key: string): void {
@@ -104,8 +127,7 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
         return inMemory
       }
       const onDisk = await disk.get(key)
-      if (onDisk?.tier === 'disk') promote(key, onDisk)
-      return onDisk
+      return onDisk?.tier === 'disk' ? promote(key, onDisk) : onDisk
     },
 
     async set(key: string, meta: ObjectMeta, body: Buffer) {
@@ -130,6 +152,33 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
       await Promise.all([memory.close?.(), disk.close?.()])
     },
   }
+}
+
+/**
+ * Passes `source` through unchanged (backpressure intact) and keeps a copy of what went by:
+ * `body` resolves with all of it once the consumer has read to the end.
+ */
+function recording(source: Readable, size: number): { stream: Readable; body: Promise<Buffer> } {
+  const chunks: Buffer[] = []
+  let bytes = 0
+  let settle!: { resolve(b: Buffer): void; reject(e: Error): void }
+  const body = new Promise<Buffer>((resolve, reject) => (settle = { resolve, reject }))
+  const stream = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      chunks.push(chunk)
+      bytes += chunk.byteLength
+      callback(null, chunk)
+    },
+    flush(callback) {
+      if (bytes === size) settle.resolve(Buffer.concat(chunks, size))
+      else settle.reject(new Error(`read ${bytes} of ${size} bytes`))
+      callback()
+    },
+  })
+  stream.once('close', () => settle.reject(new Error('closed before the end')))
+  source.once('error', (error) => stream.destroy(error))
+  stream.once('close', () => source.destroy())
+  return { stream: source.pipe(stream), body }
 }
 
 async function readAll(hit: Extract<CacheHit, { tier: 'disk' }>): Promise<Buffer> {
