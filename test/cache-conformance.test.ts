@@ -226,6 +226,24 @@ describe('hybrid cache', () => {
     await cache.close()
   })
 
+  it('does not promote objects cycling through more than memory holds (no churn), but does promote a hot one', async () => {
+    // Memory holds about 4 of these objects; 12 are read in a cycle, so each comes back only
+    // after 11 others: promoting would evict it again before its next read.
+    const { memory, cache } = await setup({ memoryBytes: 4 * 16 * KiB + 4096, maxPromoteSize: 16 * KiB })
+    const bodies = Array.from({ length: 12 }, () => randomBytes(16 * KiB - 600))
+    for (const [i, body] of bodies.entries()) await cache.set(`b\u0000c${i}`, metaOf(body), body)
+    for (let i = 0; i < 12; i++) await memory.delete(`b\u0000c${i}`)
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 12; i++) await bytesOf((await cache.get(`b\u0000c${i}`))!)
+    }
+    await cache.settled()
+    assert.equal(memory.stats().memory!.entries, 0, 'a cyclic scan promoted nothing')
+    for (let i = 0; i < 2; i++) await bytesOf((await cache.get('b\u0000c0'))!)
+    await cache.settled()
+    assert.equal((await memory.get('b\u0000c0'))?.tier, 'memory', 'a key re-read at once is promoted')
+    await cache.close()
+  })
+
   it('promoteAfter 1 promotes on the first disk hit; objects over maxPromoteSize never', async () => {
     const { memory, cache } = await setup({ promoteAfter: 1, maxPromoteSize: 10 * KiB })
     const small = randomBytes(10 * KiB)

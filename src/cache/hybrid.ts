@@ -26,7 +26,10 @@ export interface HybridCacheOptions {
   disk: Cache & { touch?(key: string): void }
   /** Largest object promoted from disk to memory (the gateway's `max_object_size`). Default: 1/8 of memory's bound. */
   maxPromoteSize?: number
-  /** Disk hits needed before promotion: 1 promotes on every disk hit. Default 2. */
+  /**
+   * Disk hits needed before promotion: 1 promotes on every disk hit. Default 2, and then only
+   * when the key came back soon enough for memory to have kept it (reuse distance).
+   */
   promoteAfter?: number
   /** Keys whose disk hits are counted towards promotion (oldest forgotten first). Default 4096. */
   promoteWindow?: number
@@ -57,21 +60,30 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
   if (!Number.isSafeInteger(promoteWindow) || promoteWindow < 0) throw new TypeError('promoteWindow must be a non-negative integer')
 
   /** Disk hits per key not yet promoted; a Map keeps insertion order, so the oldest goes first. */
-  const diskHits = new Map<string, number>()
+  const diskHits = new Map<string, { hits: number; tick: number }>()
+  let diskTicks = 0
   /** Promotions reading from disk; a set or delete of the key makes theirs stale. */
   const promoting = new Map<string, Promise<void>>()
 
   /**
-   * Counts a disk hit; on the `promoteAfter`-th, returns the hit with an `open` that copies
+   * Counts a disk hit; on the `promoteAfter`-th (if memory would keep it: see the reuse
+   * distance below), returns the hit with an `open` that copies
    * the bytes it streams anyway into memory (a whole-object read), so promotion costs no
    * second read of the file. A ranged open falls back to reading the file once more.
    */
   function promote(key: string, hit: Extract<CacheHit, { tier: 'disk' }>): Extract<CacheHit, { tier: 'disk' }> {
     if (hit.meta.size > maxPromoteSize || promoting.has(key)) return hit
-    const hits = (diskHits.get(key) ?? 0) + 1
+    const hits = (diskHits.get(key)?.hits ?? 0) + 1
+    const last = diskHits.get(key)?.tick
+    const tick = ++diskTicks
     diskHits.delete(key)
-    if (hits < promoteAfter) {
-      diskHits.set(key, hits)
+    // Reuse distance: disk hits (of any key) since this key's previous one. If more objects
+    // of this size than memory holds came in between, memory would have evicted it again
+    // before its next use: promoting it would only churn (a scan or a cyclic working set).
+    const capacity = Math.max(1, Math.floor(memoryBound / Math.max(hit.meta.size, 1)))
+    const wouldStay = last !== undefined && tick - last <= capacity
+    if (hits < promoteAfter || (promoteAfter > 1 && !wouldStay)) {
+      diskHits.set(key, { hits, tick })
       if (diskHits.size > promoteWindow) diskHits.delete(diskHits.keys().next().value!)
       return hit
     }
