@@ -1,4 +1,6 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --no-memory-reducer
+// --no-memory-reducer: V8 shrinks the heap after a few idle seconds, after which a server
+// streaming large Buffers runs full GCs every few MiB (2.3x fewer 1 MiB disk hits/s measured).
 // cachegate runs its TypeScript sources directly: Node ≥ 22.18 strips types natively.
 const [major, minor] = process.versions.node.split('.').map(Number)
 if (major < 22 || (major === 22 && minor < 18)) {

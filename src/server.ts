@@ -62,7 +62,7 @@ async function createCache(config: Config, logger: Logger, telemetry: Telemetry)
 export async function startServer(config: Config, options: { logger?: Logger; stores?: Map<string, Store> } = {}): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(levelFromEnv(config.log.level))
   const reportError = await initSentry(config, logger)
-  const stores = options.stores ?? createStores(config)
+  const stores = options.stores ?? (await createStores(config))
   const telemetry = new Telemetry({ defaultMetrics: true })
   const cache = await createCache(config, logger, telemetry)
   const { handle } = createApp({ config, stores, cache, logger, telemetry, reportError })

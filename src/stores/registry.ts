@@ -1,18 +1,22 @@
 import type { Config } from '../config/schema.ts'
-import { createAzureStore } from './azure.ts'
 import { createFsStore } from './fs.ts'
-import { createS3Store } from './s3.ts'
 import type { Store } from './types.ts'
 
-/** One store per configured bucket id, created once at start-up. */
-export function createStores(config: Config): Map<string, Store> {
+/**
+ * One store per configured bucket id, created once at start-up. The S3 and Azure SDKs are
+ * imported only when a store of that type is configured: together they add tens of MiB of
+ * heap, which every full GC has to mark (measured: a gateway serving 1 MiB disk hits spent
+ * 16% of its time in GC with both loaded).
+ */
+export async function createStores(config: Config): Promise<Map<string, Store>> {
   const stores = new Map<string, Store>()
   for (const [id, store] of Object.entries(config.stores)) {
     switch (store.type) {
       case 'fs':
         stores.set(id, createFsStore({ id, root: store.root }))
         break
-      case 's3':
+      case 's3': {
+        const { createS3Store } = await import('./s3.ts')
         stores.set(
           id,
           createS3Store({
@@ -26,9 +30,12 @@ export function createStores(config: Config): Map<string, Store> {
           }),
         )
         break
-      case 'azure':
+      }
+      case 'azure': {
+        const { createAzureStore } = await import('./azure.ts')
         stores.set(id, createAzureStore({ id, container: store.container, connectionString: store.connection_string }))
         break
+      }
     }
   }
   return stores
