@@ -14,6 +14,7 @@ import type { Store } from '../src/stores/types.ts'
 import { type CountingProxy, startCountingProxy } from './helpers/counting-proxy.ts'
 import { startAzurite, startS3rver } from './helpers/emulators.ts'
 import { BEARER, type TestGateway, startGateway } from './helpers/gateway.ts'
+import { freePort } from './helpers/ports.ts'
 
 const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
 const auth = { Authorization: `Bearer ${BEARER}` }
@@ -311,11 +312,7 @@ for (const backend of backends) {
 
 describe('upstream down', () => {
   it('→ 502 with a clear body, for GET, HEAD and PUT; no cache entry written', async () => {
-    const closed = http.createServer()
-    closed.listen(0, '127.0.0.1')
-    await new Promise((resolve) => closed.once('listening', resolve))
-    const port = (closed.address() as { port: number }).port
-    await new Promise((resolve) => closed.close(resolve))
+    const port = await freePort()
     const store = createS3Store({ id: 'objs', bucket: 'down-bucket', endpoint: `http://127.0.0.1:${port}`, allowHttp: true, accessKey: 'a', secretKey: 'b', maxAttempts: 1 })
     const gw = await startGateway({ stores: new Map([['objs', store]]), raw: { stores: { objs: { type: 'fs', root: '/nonexistent' } } } })
     try {

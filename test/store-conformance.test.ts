@@ -4,10 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Readable } from 'node:stream'
@@ -19,6 +16,7 @@ import { createS3Store } from '../src/stores/s3.ts'
 import type { Store } from '../src/stores/types.ts'
 import { startCountingProxy } from './helpers/counting-proxy.ts'
 import { azuriteConnectionString, startAzurite, startS3rver } from './helpers/emulators.ts'
+import { freePort } from './helpers/ports.ts'
 
 const MiB = 1024 * 1024
 
@@ -48,16 +46,6 @@ function streamOf(...chunks: Buffer[]): Readable {
   )
 }
 
-/** A port nothing listens on: bind to 0, note the port, close. */
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  server.close()
-  await once(server, 'close')
-  return port
-}
 
 function describeStore(name: string, setup: () => Promise<StoreFixture>): void {
   describe(`${name} store conformance`, { timeout: 60_000 }, () => {
@@ -294,7 +282,7 @@ describeStore('fs', async () => {
 
 describeStore('s3', async () => {
   const s3 = await startS3rver()
-  const port = await closedPort()
+  const port = await freePort()
   const common = { bucket: s3.bucket, accessKey: s3.accessKey, secretKey: s3.secretKey, allowHttp: true }
   return {
     store: createS3Store({ id: 's3-test', endpoint: s3.endpoint, ...common }),
@@ -307,7 +295,7 @@ describeStore('s3', async () => {
 
 describeStore('azure', async () => {
   const azurite = await startAzurite()
-  const port = await closedPort()
+  const port = await freePort()
   return {
     store: createAzureStore({ id: 'azure-test', container: azurite.container, connectionString: azurite.connectionString }),
     down: () => createAzureStore({ id: 'azure-down', container: azurite.container, connectionString: azuriteConnectionString(port), maxAttempts: 1 }),

@@ -3,13 +3,11 @@
  * node:http ceilings and nginx proxy_cache.
  */
 import { execFileSync, spawnSync } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { CLIENT_CORE, type Child, startChild, waitForOutput } from './procs.ts'
+import { freePort } from '../../test/helpers/ports.ts'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const NODE = process.execPath
@@ -98,16 +96,6 @@ export async function startRawProxy(upstream: string): Promise<Server> {
   return { name: 'raw-proxy', url: match[1]!, child }
 }
 
-/** A free TCP port on 127.0.0.1 (nginx needs a number in its config). */
-export async function freePort(): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  server.close()
-  await once(server, 'close')
-  return port
-}
 
 export function which(command: string): string | undefined {
   for (const dir of ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', ...(process.env.PATH ?? '').split(':')]) {
