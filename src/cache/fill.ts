@@ -24,10 +24,6 @@ export class Fill {
     this.meta = meta
   }
 
-  get received(): number {
-    return this.#received
-  }
-
   /** Feeds the upstream body into the fill; resolves with the whole body once it ends intact. */
   async consume(upstream: Readable): Promise<Buffer> {
     try {

@@ -28,15 +28,3 @@ export function parseSize(input: string | number): number | undefined {
   const bytes = Math.floor(Number(match[1]) * unit)
   return Number.isSafeInteger(bytes) ? bytes : undefined
 }
-
-/** Formats bytes for logs: `1.5 GiB`. */
-export function formatSize(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let value = bytes
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return `${Number.isInteger(value) ? value : value.toFixed(1)} ${units[unit]}`
-}
