@@ -160,6 +160,10 @@ export function createObjectService(options: ObjectServiceOptions) {
       known.delete(ck)
       await cache.delete(metaRecordKey(ck))
     },
+    onBodyError(store, error) {
+      telemetry.upstreamError(store.id, 'get-page-body', 'io')
+      logger.warn('upstream page body failed mid-read; not cached', { store: store.id, err: error })
+    },
   })
 
   function startFlight(ck: string, store: Store, key: string): Flight {

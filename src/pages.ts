@@ -1,6 +1,8 @@
 import { Readable } from 'node:stream'
+import { Fill } from './cache/fill.ts'
 import type { Cache } from './cache/types.ts'
 import { UpstreamError } from './errors.ts'
+import { sliceStream } from './streams.ts'
 import type { ByteRange, ObjectMeta, Store } from './stores/types.ts'
 
 export interface PagerOptions {
@@ -15,9 +17,15 @@ export interface PagerOptions {
   watch(store: Store, body: Readable): Readable
   /** The object changed upstream (its ETag or size moved): forget what we knew of it. */
   onChanged(ck: string): Promise<void>
+  /** A page body failed after its headers (the responses reading it end early). */
+  onBodyError(store: Store, error: unknown): void
 }
 
-type Page = { bytes: Buffer; cached: boolean } | { open(range: ByteRange): Readable; cached: true }
+/**
+ * A page in memory or on disk, or one still arriving: a fill that every reader streams from
+ * as its bytes come in, so the first byte of a page miss goes out before the page is whole.
+ */
+type Page = { bytes: Buffer } | { open(range: ByteRange): Readable } | { fill: Fill }
 
 /**
  * A page is cached as an entry of its own size (tiers check that size against the bytes),
@@ -52,54 +60,43 @@ export function createPager(options: PagerOptions) {
     return cached.etag === meta.etag && cached.size === range.end - range.start + 1
   }
 
-  async function fetchPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number): Promise<Page> {
+  /** Starts a page's upstream GET; resolves once its headers are checked, with the fill. */
+  async function fetchPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number): Promise<{ fill: Fill; filled: Promise<Buffer> }> {
     const range = pageRange(meta, index)
     const got = await upstream(store, 'get-page', () => store.get(key, { range }))
     const length = range.end - range.start + 1
-    if (!got || got.meta.size !== meta.size || (meta.etag && got.meta.etag !== meta.etag)) {
+    if (!got || got.meta.size !== meta.size || (meta.etag && got.meta.etag !== meta.etag) || got.range?.start !== range.start || got.range.end !== range.end) {
       got?.body.destroy()
       await options.onChanged(ck)
       throw new UpstreamError(store.id, 'server', 'object changed upstream during a paged read')
     }
-    const chunks: Buffer[] = []
-    let received = 0
-    try {
-      for await (const chunk of options.watch(store, got.body)) {
-        chunks.push(chunk as Buffer)
-        received += (chunk as Buffer).byteLength
-        if (received > length) break
-      }
-    } catch (error) {
-      if (error instanceof UpstreamError) throw error
-      throw new UpstreamError(store.id, 'io', `page ${index}: upstream body failed`, { cause: error })
-    }
-    if (received !== length) {
-      got.body.destroy()
-      throw new UpstreamError(store.id, 'io', `page ${index}: got ${received} of ${length} bytes`)
-    }
-    return { bytes: Buffer.concat(chunks, length), cached: false }
+    // The fill checks the length: a short or long body fails every reader and is never cached.
+    const fill = new Fill(pageMeta(meta, length))
+    return { fill, filled: fill.consume(options.watch(store, got.body)) }
   }
 
   /** One page, from the cache when it holds this version, else fetched (singleflight). */
   async function getPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number): Promise<Page> {
     const pk = pageKey(ck, index)
     const hit = await cache.get(pk)
-    if (hit && isPageOf(hit.meta, meta, index)) {
-      return hit.tier === 'memory' ? { bytes: hit.body, cached: true } : { open: hit.open, cached: true }
-    }
+    if (hit && isPageOf(hit.meta, meta, index)) return hit.tier === 'memory' ? { bytes: hit.body } : { open: hit.open }
     let flight = flights.get(pk)
     if (!flight) {
       const fetched = fetchPage(store, key, ck, meta, index)
-      flight = fetched
-      flights.set(pk, fetched)
-      const forget = () => flights.get(pk) === fetched && flights.delete(pk)
-      // The page is served as soon as it arrives; the flight stays joinable until the cache
+      flight = fetched.then(({ fill }) => ({ fill }))
+      flights.set(pk, flight)
+      const joinable = flight
+      const forget = () => flights.get(pk) === joinable && flights.delete(pk)
+      // Readers stream the page as it arrives; the flight stays joinable until the cache
       // holds it (a disk write can take a while), so nobody fetches it twice meanwhile.
       fetched
-        .then(async (page) => {
-          if ('bytes' in page) await cache.set(pk, pageMeta(meta, page.bytes.byteLength), page.bytes)
-        })
-        .catch(() => {}) // a failed fetch reaches its callers through `fetched`
+        .then(({ fill, filled }) =>
+          filled.then(
+            (bytes) => cache.set(pk, fill.meta, bytes),
+            (error: unknown) => options.onBodyError(store, error),
+          ),
+        )
+        .catch(() => {}) // a failed GET reaches its callers through `flight`
         .finally(forget)
     }
     return flight
@@ -118,8 +115,8 @@ export function createPager(options: PagerOptions) {
 
   /**
    * Streams `range` page after page, fetching at most `readAhead` pages beyond the one being
-   * sent. The first page is awaited before this resolves, so an upstream failure is an error
-   * status rather than a truncated body.
+   * sent. The first page's upstream answer is awaited before this resolves, so a failing
+   * store is an error status rather than a truncated body; its bytes stream as they arrive.
    */
   async function read(store: Store, key: string, ck: string, meta: ObjectMeta, range: ByteRange): Promise<Readable> {
     const first = Math.floor(range.start / pageSize)
@@ -143,7 +140,10 @@ export function createPager(options: PagerOptions) {
         const from = Math.max(range.start, base) - base
         const to = Math.min(range.end, base + pageSize - 1) - base
         if ('bytes' in page) yield page.bytes.subarray(from, to + 1)
-        else for await (const chunk of page.open({ start: from, end: to })) yield chunk as Buffer
+        else {
+          const body = 'open' in page ? page.open({ start: from, end: to }) : sliceStream(page.fill.subscribe(), { start: from, end: to })
+          for await (const chunk of body) yield chunk as Buffer
+        }
       }
     }
     return Readable.from(pages(), { objectMode: false })

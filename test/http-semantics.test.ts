@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { createAzureStore } from '../src/stores/azure.ts'
 import { createS3Store } from '../src/stores/s3.ts'
@@ -94,6 +95,34 @@ for (const backend of backends) {
         assert.equal(res.headers.get('content-length'), String(big.length))
         assert.equal(sha(Buffer.from(await res.arrayBuffer())), sha(big))
       }
+    })
+
+    it('a page miss streams: the first bytes reach the client before the page has arrived, and the page is cached', async () => {
+      const bytes = randomBytes(2 * PAGE)
+      await store.put('streamed.bin', Readable.from([bytes]), { contentType: 'application/octet-stream' })
+      proxy.reset()
+      // 4 MiB pages at 1 MiB/s: the page takes about 4 s to arrive whole.
+      proxy.configure({ bytesPerSecond: MiB })
+      try {
+        const res = await fetch(url('streamed.bin'), { headers: { ...auth, Range: `bytes=0-${PAGE - 1}` } })
+        assert.equal(res.status, 206)
+        const reader = res.body!.getReader()
+        const first = await reader.read()
+        assert.ok(first.value && first.value.byteLength > 0)
+        const upstreamSoFar = proxy.counts.responseBytes
+        assert.ok(upstreamSoFar < PAGE / 2, `the first bytes went out only after ${upstreamSoFar} bytes of the page had arrived`)
+        const chunks = [Buffer.from(first.value)]
+        for (let next = await reader.read(); !next.done; next = await reader.read()) chunks.push(Buffer.from(next.value))
+        assert.equal(sha(Buffer.concat(chunks)), sha(bytes.subarray(0, PAGE)))
+      } finally {
+        proxy.configure({})
+      }
+      while (((await (await fetch(`${gw.url}/stats`)).json()) as { cache: { inflight_fills: number } }).cache.inflight_fills > 0) await sleep(20)
+      proxy.reset()
+      const again = await fetch(url('streamed.bin'), { headers: { ...auth, Range: 'bytes=100-199' } })
+      assert.equal(again.headers.get('x-cg-status'), 'hit=1')
+      assert.deepEqual(Buffer.from(await again.arrayBuffer()), bytes.subarray(100, 200))
+      assert.equal(proxy.counts.requests, 0)
     })
 
     it('a range within cached pages is a hit with no upstream request', async () => {

@@ -22,12 +22,22 @@ const auth = { Authorization: `Bearer ${BEARER}` }
 describe('a store that stalls', () => {
   let fake: http.Server
   let gw: TestGateway
+  /** Objects over 40 bytes are read in 40-byte pages. */
+  let paged: TestGateway
   const sockets = new Set<import('node:net').Socket>()
 
   before(async () => {
-    // `silent/*` never answers; `stall/*` sends headers and 10 of 100 bytes, then nothing.
+    // `silent/*` never answers; `stall/*` sends headers and 10 of 100 bytes, then nothing;
+    // `stallpage/*` answers ranged GETs (Content-Range) the same way.
     fake = http.createServer((req, res) => {
       if (req.url?.includes('/silent/')) return
+      const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '')
+      if (req.url?.includes('/stallpage/') && req.method === 'GET' && range) {
+        const [start, end] = [Number(range[1]), Number(range[2])]
+        res.writeHead(206, { 'Content-Length': String(end - start + 1), 'Content-Range': `bytes ${start}-${end}/100`, ETag: '"e1"', 'Content-Type': 'application/octet-stream' })
+        res.write(Buffer.alloc(10, 1))
+        return
+      }
       res.writeHead(200, { 'Content-Length': '100', ETag: '"e1"', 'Content-Type': 'application/octet-stream', 'Last-Modified': new Date().toUTCString() })
       if (req.method === 'HEAD') return res.end()
       res.write(Buffer.alloc(10, 1))
@@ -38,9 +48,14 @@ describe('a store that stalls', () => {
     const endpoint = `http://127.0.0.1:${(fake.address() as AddressInfo).port}`
     const store = createS3Store({ id: 'objs', bucket: 'stall-bucket', endpoint, allowHttp: true, accessKey: 'a', secretKey: 'b', maxAttempts: 1 })
     gw = await startGateway({ stores: new Map([['objs', store]]), raw: { stores: { objs: { type: 'fs', root: '/nonexistent' } }, upstream: { timeout_seconds: 0.5 } } })
+    paged = await startGateway({
+      stores: new Map([['objs', store]]),
+      raw: { stores: { objs: { type: 'fs', root: '/nonexistent' } }, upstream: { timeout_seconds: 0.5 }, cache: { max_memory: '1MiB', max_object_size: '40B', page_size: '40B' } },
+    })
   })
   after(async () => {
     await gw.close()
+    await paged.close()
     for (const socket of sockets) socket.destroy()
     fake.close()
   })
@@ -71,6 +86,26 @@ describe('a store that stalls', () => {
     assert.equal(stats.cache.inflight_fills, 0)
     assert.equal(stats.cache.tiers.memory.entries, 0)
     assert.equal(await read(), 'aborted', 'a later reader starts a new fill instead of joining a dead one')
+  })
+
+  it('a page body that stops mid-way ends the responses streaming it, is not cached, and frees the page', async () => {
+    const read = async () => {
+      const res = await fetch(`${paged.url}/objs/stallpage/c.bin`, { headers: { ...auth, Range: 'bytes=0-29' } })
+      assert.equal(res.status, 206)
+      return res.arrayBuffer().then(
+        () => 'complete',
+        () => 'aborted',
+      )
+    }
+    assert.deepEqual(await Promise.all([read(), read()]), ['aborted', 'aborted'])
+    await sleep(50)
+    const stats = (await (await fetch(`${paged.url}/stats`)).json()) as { cache: { inflight_fills: number; tiers: { memory: { entries: number } } } }
+    assert.equal(stats.cache.inflight_fills, 0)
+    // Only the object's small metadata record is cached, never a partial page.
+    assert.equal(stats.cache.tiers.memory.entries, 1)
+    assert.equal(await read(), 'aborted', 'a later reader fetches the page again instead of joining a dead one')
+    const metrics = await (await fetch(`${paged.url}/metrics`)).text()
+    assert.match(metrics, /cachegate_upstream_errors_total\{store="objs",kind="io"\} [1-9]/)
   })
 })
 
