@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream'
 import { performance } from 'node:perf_hooks'
 import { LRUCache } from 'lru-cache'
+import { type Bytes, byteLength, sliceBytes, toBuffer } from './cache/bytes.ts'
 import { Fill } from './cache/fill.ts'
 import { type Cache, cacheKey } from './cache/types.ts'
 import { DEFAULT_CONTENT_TYPE, contentTypeFromKey, sniffContentType } from './content-type.ts'
@@ -19,13 +20,13 @@ import { UploadMeter } from './upload-meter.ts'
 export interface OpenObject {
   meta: ObjectMeta
   result: CacheResult
-  /** Whole object, or one inclusive range of it. Memory hits come back as Buffers. */
-  read(range?: ByteRange): Promise<Buffer | Readable>
+  /** Whole object, or one inclusive range of it. Memory hits come back as bytes, not streams. */
+  read(range?: ByteRange): Promise<Bytes | Readable>
   /** For paged objects: whether these ranges are all served from cache (else the same as `result`). */
   cached(ranges: readonly ByteRange[]): Promise<boolean>
   release(): void
   /** The whole object, when it sits in memory: served with no await at all. */
-  bytes?: Buffer
+  bytes?: Bytes
 }
 
 export interface WriteOptions {
@@ -139,7 +140,7 @@ export function createObjectService(options: ObjectServiceOptions) {
     const hit = await cache.get(metaRecordKey(ck))
     if (!hit) return undefined
     try {
-      const bytes = hit.tier === 'memory' ? hit.body : Buffer.concat(await hit.open().toArray())
+      const bytes = hit.tier === 'memory' ? toBuffer(hit.body) : Buffer.concat(await hit.open().toArray())
       const parsed = JSON.parse(bytes.toString()) as ObjectMeta & { lastModified?: string }
       const meta: ObjectMeta = { ...parsed, lastModified: parsed.lastModified ? new Date(parsed.lastModified) : undefined }
       known.set(ck, meta)
@@ -223,7 +224,7 @@ export function createObjectService(options: ObjectServiceOptions) {
     return pending
   }
 
-  const slice = (bytes: Buffer, range?: ByteRange) => (range ? bytes.subarray(range.start, range.end + 1) : bytes)
+  const slice = (bytes: Bytes, range?: ByteRange) => (range ? sliceBytes(bytes, range.start, range.end) : bytes)
   const whole = (meta: ObjectMeta): ByteRange => ({ start: 0, end: meta.size - 1 })
 
   /** A paged object's hit or miss depends on the ranges asked for: counted in `cached`. */
@@ -422,7 +423,7 @@ export function createObjectService(options: ObjectServiceOptions) {
     // from here, so neither caches (both invalidated); the next read fetches the truth.
     if (!alone()) return meta
     const bytes = meter.collected()
-    if (bytes && bytes.byteLength === meta.size) await cache.set(ck, meta, bytes)
+    if (bytes && byteLength(bytes) === meta.size) await cache.set(ck, meta, bytes)
     else remember(ck, meta)
     return meta
   }

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream'
+import { type Bytes, chunksOf, sliceBytes } from './cache/bytes.ts'
 import { Fill } from './cache/fill.ts'
 import type { Cache } from './cache/types.ts'
 import { UpstreamError } from './errors.ts'
@@ -25,7 +26,7 @@ export interface PagerOptions {
  * A page in memory or on disk, or one still arriving: a fill that every reader streams from
  * as its bytes come in, so the first byte of a page miss goes out before the page is whole.
  */
-type Page = { bytes: Buffer } | { open(range: ByteRange): Readable } | { fill: Fill }
+type Page = { bytes: Bytes } | { open(range: ByteRange): Readable } | { fill: Fill }
 
 /**
  * A page is cached as an entry of its own size (tiers check that size against the bytes),
@@ -61,7 +62,7 @@ export function createPager(options: PagerOptions) {
   }
 
   /** Starts a page's upstream GET; resolves once its headers are checked, with the fill. */
-  async function fetchPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number): Promise<{ fill: Fill; filled: Promise<Buffer> }> {
+  async function fetchPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number): Promise<{ fill: Fill; filled: Promise<Bytes> }> {
     const range = pageRange(meta, index)
     const got = await upstream(store, 'get-page', () => store.get(key, { range }))
     const length = range.end - range.start + 1
@@ -139,7 +140,7 @@ export function createPager(options: PagerOptions) {
         const base = index * pageSize
         const from = Math.max(range.start, base) - base
         const to = Math.min(range.end, base + pageSize - 1) - base
-        if ('bytes' in page) yield page.bytes.subarray(from, to + 1)
+        if ('bytes' in page) yield* chunksOf(sliceBytes(page.bytes, from, to))
         else {
           const body = 'open' in page ? page.open({ start: from, end: to }) : sliceStream(page.fill.subscribe(), { start: from, end: to })
           for await (const chunk of body) yield chunk as Buffer

@@ -1,4 +1,5 @@
 import { Transform, type TransformCallback } from 'node:stream'
+import { type Bytes, keep } from './cache/bytes.ts'
 import { PayloadTooLargeError } from './errors.ts'
 
 /**
@@ -33,7 +34,7 @@ export class UploadMeter extends Transform {
   }
 
   /** The whole body, if it stayed small enough to keep. */
-  collected(): Buffer | undefined {
-    return this.#kept && Buffer.concat(this.#kept, this.#bytes)
+  collected(): Bytes | undefined {
+    return this.#kept && keep(this.#kept, this.#bytes)
   }
 }

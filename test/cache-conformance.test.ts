@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, afterEach, beforeEach, describe, it } from 'node:test'
+import { sliceBytes, toBuffer } from '../src/cache/bytes.ts'
 import { openDiskCache } from '../src/cache/disk.ts'
 import { createHybridCache } from '../src/cache/hybrid.ts'
 import { createMemoryCache } from '../src/cache/memory.ts'
@@ -36,7 +37,7 @@ async function tempDir(): Promise<string> {
 }
 
 async function bytesOf(hit: CacheHit, range?: ByteRange): Promise<Buffer> {
-  if (hit.tier === 'memory') return range ? hit.body.subarray(range.start, range.end + 1) : hit.body
+  if (hit.tier === 'memory') return toBuffer(range ? sliceBytes(hit.body, range.start, range.end) : hit.body)
   const chunks: Buffer[] = []
   for await (const chunk of hit.open(range)) chunks.push(chunk as Buffer)
   return Buffer.concat(chunks)
@@ -90,6 +91,24 @@ function describeCache(name: string, factory: (maxBytes: number) => Promise<Fixt
         { start: body.length - 1, end: body.length - 1 },
         { start: 0, end: body.length - 1 },
         { start: 5, end: body.length - 2 },
+      ]) {
+        assert.deepEqual(await bytesOf(hit, range), body.subarray(range.start, range.end + 1), JSON.stringify(range))
+      }
+    })
+
+    it('a body given as chunks (as a large fill keeps it) reads back whole and by range', async () => {
+      const body = randomBytes(300 * KiB + 17)
+      const chunks: Buffer[] = []
+      for (let at = 0, step = 1; at < body.length; at += step, step = (step * 7 + 13) % (40 * KiB) || 1) chunks.push(body.subarray(at, at + step))
+      assert.equal(await cache.set('b\u0000chunked', metaOf(body), chunks), true)
+      const hit = await cache.get('b\u0000chunked')
+      assert.ok(hit)
+      assert.deepEqual(await bytesOf(hit), body)
+      for (const range of [
+        { start: 0, end: 0 },
+        { start: 1, end: 65_537 },
+        { start: 100_000, end: 250_000 },
+        { start: body.length - 1, end: body.length - 1 },
       ]) {
         assert.deepEqual(await bytesOf(hit, range), body.subarray(range.start, range.end + 1), JSON.stringify(range))
       }

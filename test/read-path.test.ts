@@ -129,6 +129,24 @@ for (const backend of backends) {
       assert.equal(sha(second.body), sha(bytes))
     })
 
+    it('a 3 MiB object (cached as the chunks it arrived in) hits whole, by range and by multipart ranges, byte-exact', async () => {
+      const bytes = randomBytes(3 * MiB + 5)
+      await store.put('rt/chunked.bin', Readable.from([bytes]), { contentType: 'application/octet-stream' })
+      assert.equal(sha((await get(gw, 'rt/chunked.bin')).body), sha(bytes))
+      proxy.reset()
+      const whole = await get(gw, 'rt/chunked.bin')
+      assert.equal(whole.headers.get('x-cg-status'), 'hit=1')
+      assert.equal(sha(whole.body), sha(bytes))
+      const one = await get(gw, 'rt/chunked.bin', { ...auth, Range: 'bytes=70000-2200000' })
+      assert.equal(one.status, 206)
+      assert.equal(sha(one.body), sha(bytes.subarray(70_000, 2_200_001)))
+      const multi = await fetch(`${gw.url}/objs/rt/chunked.bin`, { headers: { ...auth, Range: 'bytes=0-9,1048570-1048580,-7' } })
+      assert.equal(multi.status, 206)
+      const text = Buffer.from(await multi.arrayBuffer())
+      for (const part of [bytes.subarray(0, 10), bytes.subarray(1_048_570, 1_048_581), bytes.subarray(-7)]) assert.ok(text.includes(part))
+      assert.equal(getsUpstream(), 0)
+    })
+
     it('singleflight: 50 concurrent cold GETs make exactly one upstream GET, all get the full bytes', async () => {
       const bytes = randomBytes(2 * MiB)
       await store.put('sf/one.bin', Readable.from([bytes]), { contentType: 'application/octet-stream' })

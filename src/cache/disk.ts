@@ -6,6 +6,7 @@ import path from 'node:path'
 import { Readable, Transform, pipeline, type TransformCallback } from 'node:stream'
 import type { Logger } from '../log.ts'
 import type { ByteRange, ObjectMeta } from '../stores/types.ts'
+import { type Bytes, byteLength, chunksOf } from './bytes.ts'
 import { S3FifoCache } from './s3fifo.ts'
 import type { Cache, CacheHit, TierStats } from './types.ts'
 
@@ -105,6 +106,29 @@ export class ChecksumError extends Error {
 
 const charge = (fileSize: number) => Math.ceil(Math.max(fileSize, 1) / BLOCK_BYTES) * BLOCK_BYTES
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex')
+
+/** Hashed between two turns of the event loop when a body is a chunk list. */
+const HASH_SLICE = 4 * 1024 * 1024
+
+/**
+ * SHA-256 of a body without blocking the event loop for long: one Buffer is hashed by
+ * WebCrypto on the thread pool (createHash would block ~40 ms on 64 MiB); a chunk list is
+ * hashed a few MiB per turn of the loop.
+ */
+async function digestOf(body: Bytes): Promise<string> {
+  if (Buffer.isBuffer(body)) return Buffer.from(await crypto.subtle.digest('SHA-256', body as Uint8Array<ArrayBuffer>)).toString('hex')
+  const hash = createHash('sha256')
+  let sinceYield = 0
+  for (const chunk of body) {
+    hash.update(chunk)
+    sinceYield += chunk.byteLength
+    if (sinceYield >= HASH_SLICE) {
+      sinceYield = 0
+      await new Promise(setImmediate)
+    }
+  }
+  return hash.digest('hex')
+}
 const isFsError = (error: unknown) => error instanceof Error && 'syscall' in error
 const code = (error: unknown) => (error as NodeJS.ErrnoException | undefined)?.code
 
@@ -229,24 +253,24 @@ export async function openDiskCache(options: DiskCacheOptions): Promise<DiskCach
   }
 
   /** The entry a write will create, with its header bytes; no I/O yet. */
-  async function encode(key: string, meta: ObjectMeta, body: Buffer): Promise<{ entry: Entry; head: Buffer }> {
+  async function encode(key: string, meta: ObjectMeta, body: Bytes): Promise<{ entry: Entry; head: Buffer }> {
     const hash = sha256(key)
     const file = path.join(root, hash.slice(0, 2), hash.slice(2, 4), `${hash}.${randomBytes(6).toString('hex')}`)
-    // WebCrypto hashes on the thread pool: a 64 MiB body would block the event loop for ~40 ms with createHash.
-    const digest = Buffer.from(await crypto.subtle.digest('SHA-256', body as Uint8Array<ArrayBuffer>)).toString('hex')
+    const digest = await digestOf(body)
+    const size = byteLength(body)
     const { contentType, etag, lastModified } = meta
-    const header: Header = { v: FORMAT_VERSION, key, size: body.byteLength, contentType, etag, lastModified: lastModified?.toISOString(), sha256: digest, written: now() }
+    const header: Header = { v: FORMAT_VERSION, key, size, contentType, etag, lastModified: lastModified?.toISOString(), sha256: digest, written: now() }
     const json = Buffer.from(JSON.stringify(header))
     const head = Buffer.alloc(PREFIX_BYTES + json.byteLength)
     MAGIC.copy(head)
     head.writeUInt32BE(json.byteLength, 4)
     json.copy(head, PREFIX_BYTES)
-    const entry: Entry = { key, file, meta: { ...meta }, offset: head.byteLength, fileSize: head.byteLength + body.byteLength, sha256: header.sha256, written: header.written, verified: true }
+    const entry: Entry = { key, file, meta: { ...meta }, offset: head.byteLength, fileSize: head.byteLength + size, sha256: header.sha256, written: header.written, verified: true }
     return { entry, head }
   }
 
   /** Temp file in the entry's own directory, fsync, rename: the entry name only ever holds a complete file. */
-  async function write(file: string, head: Buffer, body: Buffer): Promise<void> {
+  async function write(file: string, head: Buffer, body: Bytes): Promise<void> {
     const dir = path.dirname(file)
     if (!madeDirs.has(dir)) {
       await fs.mkdir(dir, { recursive: true, mode: 0o700 })
@@ -256,7 +280,7 @@ export async function openDiskCache(options: DiskCacheOptions): Promise<DiskCach
     let handle: FileHandle | undefined
     try {
       handle = await fs.open(temp, 'wx', 0o600)
-      for (const chunk of [head, body]) {
+      for (const chunk of [head, ...chunksOf(body)]) {
         for (let done = 0; done < chunk.byteLength; ) done += (await handle.write(chunk, done)).bytesWritten
       }
       // fsync before rename: otherwise a crash can leave the new name on a file whose data never reached the disk.
@@ -360,7 +384,7 @@ export async function openDiskCache(options: DiskCacheOptions): Promise<DiskCach
     },
 
     async set(key, meta, body) {
-      if (meta.size !== body.byteLength) throw new TypeError(`meta.size ${meta.size} != body length ${body.byteLength}`)
+      if (meta.size !== byteLength(body)) throw new TypeError(`meta.size ${meta.size} != body length ${byteLength(body)}`)
       const token = {}
       pending.set(key, token)
       // Whatever happens below, the caller meant to supersede the old copy: a refused set drops it.

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream'
 import type { ObjectMeta } from '../stores/types.ts'
+import { type Bytes, keep } from './bytes.ts'
 
 /**
  * One upstream read shared by every concurrent reader of a key (singleflight).
@@ -25,7 +26,7 @@ export class Fill {
   }
 
   /** Feeds the upstream body into the fill; resolves with the whole body once it ends intact. */
-  async consume(upstream: Readable): Promise<Buffer> {
+  async consume(upstream: Readable): Promise<Bytes> {
     try {
       for await (const chunk of upstream) {
         this.#chunks.push(chunk as Buffer)
@@ -41,7 +42,7 @@ export class Fill {
     }
     this.#done = true
     this.#wake()
-    return this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#received)
+    return keep(this.#chunks, this.#received)
   }
 
   /** A new reader: every byte from the start, at the reader's own pace. */

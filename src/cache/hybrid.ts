@@ -19,6 +19,7 @@
 import type { ObjectMeta } from '../stores/types.ts'
 import { type Readable, Transform } from 'node:stream'
 import type { Cache, CacheHit, TierStats } from './types.ts'
+import { type Bytes, keep } from './bytes.ts'
 
 export interface HybridCacheOptions {
   memory: Cache
@@ -88,7 +89,7 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
       return hit
     }
     let started = false
-    const run = (read: Promise<Buffer>) => {
+    const run = (read: Promise<Bytes>) => {
       started = true
       const promotion: Promise<void> = read
         .then(async (body) => {
@@ -142,7 +143,7 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
       return onDisk?.tier === 'disk' ? promote(key, onDisk) : onDisk
     },
 
-    async set(key: string, meta: ObjectMeta, body: Buffer) {
+    async set(key: string, meta: ObjectMeta, body: Bytes) {
       forget(key)
       const [inMemory, onDisk] = await Promise.all([memory.set(key, meta, body), disk.set(key, meta, body)])
       return inMemory || onDisk
@@ -170,11 +171,11 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
  * Passes `source` through unchanged (backpressure intact) and keeps a copy of what went by:
  * `body` resolves with all of it once the consumer has read to the end.
  */
-function recording(source: Readable, size: number): { stream: Readable; body: Promise<Buffer> } {
+function recording(source: Readable, size: number): { stream: Readable; body: Promise<Bytes> } {
   const chunks: Buffer[] = []
   let bytes = 0
-  let settle!: { resolve(b: Buffer): void; reject(e: Error): void }
-  const body = new Promise<Buffer>((resolve, reject) => (settle = { resolve, reject }))
+  let settle!: { resolve(b: Bytes): void; reject(e: Error): void }
+  const body = new Promise<Bytes>((resolve, reject) => (settle = { resolve, reject }))
   const stream = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       chunks.push(chunk)
@@ -182,7 +183,7 @@ function recording(source: Readable, size: number): { stream: Readable; body: Pr
       callback(null, chunk)
     },
     flush(callback) {
-      if (bytes === size) settle.resolve(Buffer.concat(chunks, size))
+      if (bytes === size) settle.resolve(keep(chunks, size))
       else settle.reject(new Error(`read ${bytes} of ${size} bytes`))
       callback()
     },
@@ -193,14 +194,13 @@ function recording(source: Readable, size: number): { stream: Readable; body: Pr
   return { stream: source.pipe(stream), body }
 }
 
-async function readAll(hit: Extract<CacheHit, { tier: 'disk' }>): Promise<Buffer> {
+async function readAll(hit: Extract<CacheHit, { tier: 'disk' }>): Promise<Bytes> {
   const chunks: Buffer[] = []
   let bytes = 0
   for await (const chunk of hit.open()) {
     chunks.push(chunk as Buffer)
     bytes += (chunk as Buffer).byteLength
   }
-  // concat with a length would zero-fill a short read.
   if (bytes !== hit.meta.size) throw new Error(`disk entry gave ${bytes} of ${hit.meta.size} bytes`)
-  return Buffer.concat(chunks)
+  return keep(chunks, bytes)
 }

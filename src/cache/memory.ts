@@ -1,9 +1,12 @@
 import type { ObjectMeta } from '../stores/types.ts'
+import { type Bytes, byteLength } from './bytes.ts'
 import { S3FifoCache } from './s3fifo.ts'
 import type { Cache, CacheHit, TierStats } from './types.ts'
 
 /** Bytes charged per entry on top of the body: key, metadata and bookkeeping, estimated. */
 export const ENTRY_OVERHEAD = 256
+/** And per chunk of a body kept as chunks (a Buffer object and its array slot). */
+export const CHUNK_OVERHEAD = 96
 
 export interface MemoryCacheOptions {
   /** Bound on the bytes held (bodies plus per-entry overhead). */
@@ -12,11 +15,11 @@ export interface MemoryCacheOptions {
 
 interface Entry {
   meta: ObjectMeta
-  body: Buffer
+  body: Bytes
 }
 
 /**
- * The memory tier: whole objects as Buffers, bounded by their real byte count and evicted
+ * The memory tier: whole objects as Buffers (or chunk lists, see bytes.ts), bounded by their real byte count and evicted
  * by S3-FIFO (scan-resistant, size-aware).
  *
  * @example
@@ -26,7 +29,7 @@ interface Entry {
 export function createMemoryCache(options: MemoryCacheOptions): Cache & { peek(key: string): Extract<CacheHit, { tier: 'memory' }> | undefined } {
   if (!Number.isSafeInteger(options.maxBytes) || options.maxBytes < 0) throw new TypeError('maxBytes must be a non-negative integer')
   const entries = new S3FifoCache<string, Entry>({ maxBytes: Math.max(options.maxBytes, 1) })
-  const charge = (key: string, body: Buffer) => body.byteLength + key.length * 2 + ENTRY_OVERHEAD
+  const charge = (key: string, body: Bytes) => byteLength(body) + key.length * 2 + ENTRY_OVERHEAD + (Buffer.isBuffer(body) ? 0 : body.length * CHUNK_OVERHEAD)
 
   function peek(key: string): Extract<CacheHit, { tier: 'memory' }> | undefined {
     const entry = entries.get(key)

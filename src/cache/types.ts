@@ -1,9 +1,10 @@
 import type { Readable } from 'node:stream'
 import type { ByteRange, ObjectMeta } from '../stores/types.ts'
+import type { Bytes } from './bytes.ts'
 
 /** A cached object. Memory hits carry their bytes; disk hits open a stream on demand. */
 export type CacheHit =
-  | { tier: 'memory'; meta: ObjectMeta; body: Buffer }
+  | { tier: 'memory'; meta: ObjectMeta; body: Bytes }
   | { tier: 'disk'; meta: ObjectMeta; open(range?: ByteRange): Readable }
 
 export interface TierStats {
@@ -25,7 +26,7 @@ export interface Cache {
    */
   peek?(key: string): Extract<CacheHit, { tier: 'memory' }> | undefined
   /** Stores a complete object; false when it does not fit (too large) and was not stored. */
-  set(key: string, meta: ObjectMeta, body: Buffer): Promise<boolean>
+  set(key: string, meta: ObjectMeta, body: Bytes): Promise<boolean>
   delete(key: string): Promise<void>
   /** Per tier, e.g. `{ memory: {...}, disk: {...} }`. */
   stats(): Record<string, TierStats>

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'n
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Principal } from '../auth/middleware.ts'
+import { type Bytes, chunksOf, sliceBytes } from '../cache/bytes.ts'
 import type { Logger } from '../log.ts'
 import type { OpenObject } from '../objects.ts'
 import type { ByteRange, ObjectMeta } from '../stores/types.ts'
@@ -97,7 +98,7 @@ export function writeObject(
     const range = resolved.ranges[0]!
     headers['Content-Range'] = contentRange(range, meta.size)
     headers['Content-Length'] = range.end - range.start + 1
-    send(outgoing, 206, headers, bytes.subarray(range.start, range.end + 1), logger)
+    send(outgoing, 206, headers, sliceBytes(bytes, range.start, range.end), logger)
     return undefined
   }
   return writeParts(outgoing, object, resolved, principal, nowMs, logger)
@@ -136,7 +137,7 @@ async function writeParts(
     for (const [index, part] of plan.parts.entries()) {
       yield part.header
       const body = index === 0 ? first : await object.read(part.range)
-      if (Buffer.isBuffer(body)) yield body
+      if (isBytes(body)) yield* chunksOf(body)
       else for await (const chunk of body) yield chunk as Buffer
     }
     yield plan.trailer
@@ -144,10 +145,19 @@ async function writeParts(
   return send(outgoing, 206, headers, Readable.from(multipart(), { objectMode: false }), logger)
 }
 
-function send(outgoing: ServerResponse, status: number, headers: OutgoingHttpHeaders, body: Buffer | Readable, logger: Logger): void {
+const isBytes = (body: Bytes | Readable): body is Bytes => Buffer.isBuffer(body) || Array.isArray(body)
+
+function send(outgoing: ServerResponse, status: number, headers: OutgoingHttpHeaders, body: Bytes | Readable, logger: Logger): void {
   outgoing.writeHead(status, headers)
   if (Buffer.isBuffer(body)) {
     outgoing.end(body)
+    return
+  }
+  if (Array.isArray(body)) {
+    // Corked: the chunks go out in one writev, not one write each.
+    outgoing.cork()
+    for (const chunk of body) outgoing.write(chunk)
+    outgoing.end()
     return
   }
   // A client that goes away ends only its own stream (a shared fill carries on).
