@@ -13,6 +13,11 @@ import { objectHeaders, preconditionStatus, validatorHeaders, writeObject } from
 
 const OBJECT_METHODS = 'GET, HEAD, PUT'
 
+/** Object paths already checked and decoded, so a hot object skips the work (bounded). */
+const PARSED_PATHS = 10_000
+/** Longer paths are parsed every time: the bound is on entries, this keeps it on bytes too. */
+const PARSED_PATH_MAX_LENGTH = 256
+
 export interface ObjectRouteDeps {
   stores: ReadonlyMap<string, Store>
   objects: ObjectService
@@ -58,21 +63,44 @@ export function isObjectPath(rawPath: string): boolean {
 export function createObjectHandler(deps: ObjectRouteDeps) {
   const { stores, objects, authenticate, telemetry, logger } = deps
   const now = deps.now ?? Date.now
+  const parsedPaths = new Map<string, { bucket: string; key: string }>()
+
+  /** Bucket and key of a raw object path, validated before any store call (throws 400s). */
+  function parsePath(path: string): { bucket: string; key: string } | undefined {
+    const known = parsedPaths.get(path)
+    if (known) return known
+    // The URL parser would resolve dot segments away: refuse them as the client sent them.
+    if (hasDotSegment(path)) return undefined
+    const slash = path.indexOf('/', 1)
+    const parsed = { bucket: decodeURIComponent(path.slice(1, slash)), key: decodeKey(path.slice(slash + 1)) }
+    if (path.length <= PARSED_PATH_MAX_LENGTH) {
+      if (parsedPaths.size >= PARSED_PATHS) parsedPaths.clear()
+      parsedPaths.set(path, parsed)
+    }
+    return parsed
+  }
 
   return async function objectHandler(incoming: IncomingMessage, outgoing: ServerResponse, path: string, query: string): Promise<void> {
     const method = incoming.method ?? 'GET'
-    outgoing.once('finish', () => telemetry.request(method, outgoing.statusCode))
     try {
-      // The URL parser would resolve dot segments away: refuse them as the client sent them.
-      if (hasDotSegment(path)) return send(outgoing, 400, { error: 'invalid path', message: 'dot segment in path' })
+      await handleObject(incoming, outgoing, method, path, query)
+    } finally {
+      // A response ended synchronously (a memory hit) is counted now, without a listener.
+      if (outgoing.writableEnded) telemetry.request(method, outgoing.statusCode)
+      else outgoing.once('finish', () => telemetry.request(method, outgoing.statusCode))
+    }
+  }
+
+  async function handleObject(incoming: IncomingMessage, outgoing: ServerResponse, method: string, path: string, query: string): Promise<void> {
+    try {
       if (method !== 'GET' && method !== 'HEAD' && method !== 'PUT') {
         return send(outgoing, 405, { error: 'method not allowed', message: `use ${OBJECT_METHODS}` }, { Allow: OBJECT_METHODS })
       }
-      const slash = path.indexOf('/', 1)
-      const bucket = decodeURIComponent(path.slice(1, slash))
-      const key = decodeKey(path.slice(slash + 1))
-      const params = new URLSearchParams(query)
-      const sigs = params.getAll('sig')
+      const parsed = parsePath(path)
+      if (!parsed) return send(outgoing, 400, { error: 'invalid path', message: 'dot segment in path' })
+      const { bucket, key } = parsed
+      const params = query === '' ? undefined : new URLSearchParams(query)
+      const sigs = params?.getAll('sig') ?? []
       if (sigs.length > 1) throw new AuthError('malformed signature', 'more than one sig parameter')
       const principal = authenticate({ method, bucket, key, sig: sigs[0], authorization: incoming.headers.authorization })
       const store = stores.get(bucket)
@@ -87,7 +115,7 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
           outgoing.writeHead(failed === 'not-modified' ? 304 : 412, validatorHeaders(found.meta, principal, now())).end()
           return
         }
-        const prefetch = params.get('prefetch')
+        const prefetch = params?.get('prefetch')
         if (prefetch === '1' || prefetch === 'true') objects.prefetch(store, key, found.meta)
         // Node sends no body for a HEAD request, whatever end() is given.
         outgoing.writeHead(200, objectHeaders(found.meta, found.result === 'hit', principal, now())).end()

@@ -33,6 +33,19 @@ export function validatorHeaders(meta: ObjectMeta, principal: Principal, nowMs: 
   return headers
 }
 
+/**
+ * The headers of a whole-object memory hit for a bearer client depend on the object alone:
+ * built once per cached object. Node only reads them; nobody may mutate the result.
+ */
+const bearerHitHeaders = new WeakMap<ObjectMeta, OutgoingHttpHeaders>()
+
+function hitHeaders(meta: ObjectMeta, principal: Principal, nowMs: number): OutgoingHttpHeaders {
+  if (principal.kind !== 'bearer') return objectHeaders(meta, true, principal, nowMs)
+  let headers = bearerHitHeaders.get(meta)
+  if (!headers) bearerHitHeaders.set(meta, (headers = objectHeaders(meta, true, principal, nowMs)))
+  return headers
+}
+
 export function objectHeaders(meta: ObjectMeta, hit: boolean, principal: Principal, nowMs: number): OutgoingHttpHeaders {
   return {
     'Content-Type': meta.contentType,
@@ -90,11 +103,11 @@ export function writeObject(
   // The hot path: a memory hit, whole or one range, written without a single await.
   const bytes = object.bytes
   if (bytes && (resolved.type === 'full' || resolved.ranges.length === 1)) {
-    const headers = objectHeaders(meta, true, principal, nowMs)
     if (resolved.type === 'full') {
-      send(outgoing, 200, headers, bytes, logger)
+      send(outgoing, 200, hitHeaders(meta, principal, nowMs), bytes, logger)
       return undefined
     }
+    const headers = objectHeaders(meta, true, principal, nowMs)
     const range = resolved.ranges[0]!
     headers['Content-Range'] = contentRange(range, meta.size)
     headers['Content-Length'] = range.end - range.start + 1
