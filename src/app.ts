@@ -72,11 +72,16 @@ export function createApp(deps: AppDeps) {
   function handle(incoming: IncomingMessage, outgoing: ServerResponse): void {
     const { path, query } = splitTarget(incoming.url ?? '/')
     if (isObjectPath(path)) {
-      objectHandler(incoming, outgoing, path, query).catch((error: unknown) => {
+      const unhandled = (error: unknown) => {
         logger.error('unhandled error', { err: error })
         deps.reportError?.(error)
         outgoing.destroy()
-      })
+      }
+      try {
+        objectHandler(incoming, outgoing, path, query)?.catch(unhandled)
+      } catch (error) {
+        unhandled(error)
+      }
       return
     }
     outgoing.once('finish', () => telemetry.request(incoming.method ?? 'GET', outgoing.statusCode))

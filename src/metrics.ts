@@ -19,8 +19,12 @@ export class Telemetry {
   #sources: TelemetrySources = { tiers: () => ({}), inflightFills: () => 0 }
   readonly #totals = { requests: 0, authFailures: 0, hits: 0, misses: 0, inflightJoins: 0, upstreamOk: 0, upstreamErrors: 0, diskErrors: 0 }
 
-  readonly #requests = new Counter({ name: 'cachegate_requests_total', help: 'HTTP requests by method and status', labelNames: ['method', 'status'], registers: [this.registry] })
-  readonly #cache = new Counter({ name: 'cachegate_cache_requests_total', help: 'Object reads by method and cache result', labelNames: ['method', 'result'], registers: [this.registry] })
+  /**
+   * Requests and cache results are counted in plain nested Maps on the hot path and copied
+   * into prom-client when scraped: an `inc()` through prom-client cost 2–3% of a 4 KiB hit.
+   */
+  readonly #requestCounts = new Map<string, Map<string | number, number>>()
+  readonly #cacheCounts = new Map<string, Map<string | number, number>>()
   readonly #auth = new Counter({ name: 'cachegate_auth_failures_total', help: 'Rejected requests by reason', labelNames: ['reason'], registers: [this.registry] })
   readonly #upstream = new Counter({ name: 'cachegate_upstream_requests_total', help: 'Store calls by store, operation and outcome', labelNames: ['store', 'op', 'outcome'], registers: [this.registry] })
   readonly #upstreamErrors = new Counter({ name: 'cachegate_upstream_errors_total', help: 'Store failures by store and kind', labelNames: ['store', 'kind'], registers: [this.registry] })
@@ -35,6 +39,8 @@ export class Telemetry {
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const sources = () => this.#sources
+    countedCounter(this.registry, 'cachegate_requests_total', 'HTTP requests by method and status', ['method', 'status'], this.#requestCounts)
+    countedCounter(this.registry, 'cachegate_cache_requests_total', 'Object reads by method and cache result', ['method', 'result'], this.#cacheCounts)
     const tierGauge = (name: string, help: string, pick: (s: TierStats) => number) =>
       new Gauge({
         name,
@@ -63,24 +69,9 @@ export class Telemetry {
     this.#sources = sources
   }
 
-  /**
-   * Bound label children per counter, found with two Map lookups and no string building, so
-   * the hot path skips prom-client's per-call label hashing.
-   */
-  readonly #bound = new Map<Counter<string>, Map<string, Map<string | number, { inc(): void }>>>()
-  #child(counter: Counter<string>, a: string, b: string | number): { inc(): void } {
-    let byA = this.#bound.get(counter)
-    if (!byA) this.#bound.set(counter, (byA = new Map()))
-    let byB = byA.get(a)
-    if (!byB) byA.set(a, (byB = new Map()))
-    let child = byB.get(b)
-    if (!child) byB.set(b, (child = counter.labels(a, String(b))))
-    return child
-  }
-
   request(method: string, status: number): void {
     this.#totals.requests++
-    this.#child(this.#requests, method, status).inc()
+    bump(this.#requestCounts, method, status)
   }
 
   authFailure(reason: string): void {
@@ -92,7 +83,7 @@ export class Telemetry {
     if (result === 'hit') this.#totals.hits++
     else if (result === 'miss') this.#totals.misses++
     else this.#totals.inflightJoins++
-    this.#child(this.#cache, method, result).inc()
+    bump(this.#cacheCounts, method, result)
   }
 
   upstreamOk(store: string, op: string, seconds: number): void {
@@ -126,4 +117,24 @@ export class Telemetry {
       upstream: { ok: t.upstreamOk, errors: t.upstreamErrors },
     }
   }
+}
+
+function bump(counts: Map<string, Map<string | number, number>>, a: string, b: string | number): void {
+  let byB = counts.get(a)
+  if (!byB) counts.set(a, (byB = new Map()))
+  byB.set(b, (byB.get(b) ?? 0) + 1)
+}
+
+/** A two-label counter whose values live in `counts` and are read at scrape time. */
+function countedCounter(registry: Registry, name: string, help: string, labelNames: [string, string], counts: Map<string, Map<string | number, number>>): Counter<string> {
+  return new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const [a, byB] of counts) for (const [b, n] of byB) this.inc({ [labelNames[0]]: a, [labelNames[1]]: String(b) }, n)
+    },
+  })
 }

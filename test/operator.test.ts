@@ -32,6 +32,12 @@ describe('operator endpoints and method handling', () => {
     ]) {
       assert.ok(metrics.includes(name), `missing ${name}`)
     }
+    // Counters are copied in at scrape time: a hit between two scrapes adds exactly one.
+    await fetch(`${gw.url}/local/x.txt`, { headers: { Authorization: `Bearer ${BEARER}` } }).then((r) => r.arrayBuffer())
+    await fetch(`${gw.url}/metrics`).then((r) => r.text())
+    const again = await (await fetch(`${gw.url}/metrics`)).text()
+    assert.ok(again.includes('cachegate_cache_requests_total{method="GET",result="miss"} 1'))
+    assert.ok(again.includes('cachegate_cache_requests_total{method="GET",result="hit"} 1'))
   })
 
   it('other methods get 405 with Allow; unknown paths 404', async () => {

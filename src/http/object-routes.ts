@@ -4,7 +4,7 @@ import { isValidContentType } from '../content-type.ts'
 import { AuthError, InvalidKeyError, PreconditionFailedError, RequestAbortedError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Telemetry } from '../metrics.ts'
-import type { ObjectService } from '../objects.ts'
+import type { ObjectService, OpenObject } from '../objects.ts'
 import { decodeKey } from '../stores/key.ts'
 import type { Store } from '../stores/types.ts'
 import { evaluatePreconditions } from './conditional.ts'
@@ -80,79 +80,104 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
     return parsed
   }
 
-  return async function objectHandler(incoming: IncomingMessage, outgoing: ServerResponse, path: string, query: string): Promise<void> {
+  /**
+   * Handles one object request. Returns a promise only when the response needs I/O first:
+   * a memory hit is served synchronously, with no promise or listener of its own.
+   */
+  return function objectHandler(incoming: IncomingMessage, outgoing: ServerResponse, path: string, query: string): Promise<void> | undefined {
     const method = incoming.method ?? 'GET'
-    try {
-      await handleObject(incoming, outgoing, method, path, query)
-    } finally {
-      // A response ended synchronously (a memory hit) is counted now, without a listener.
+    const count = () => {
       if (outgoing.writableEnded) telemetry.request(method, outgoing.statusCode)
       else outgoing.once('finish', () => telemetry.request(method, outgoing.statusCode))
     }
+    let pending: Promise<void> | undefined
+    try {
+      pending = handleObject(incoming, outgoing, method, path, query)
+    } catch (error) {
+      fail(outgoing, method, error)
+    }
+    if (!pending) {
+      count()
+      return undefined
+    }
+    return pending.catch((error: unknown) => fail(outgoing, method, error)).finally(count)
   }
 
-  async function handleObject(incoming: IncomingMessage, outgoing: ServerResponse, method: string, path: string, query: string): Promise<void> {
-    try {
-      if (method !== 'GET' && method !== 'HEAD' && method !== 'PUT') {
-        return send(outgoing, 405, { error: 'method not allowed', message: `use ${OBJECT_METHODS}` }, { Allow: OBJECT_METHODS })
-      }
-      const parsed = parsePath(path)
-      if (!parsed) return send(outgoing, 400, { error: 'invalid path', message: 'dot segment in path' })
-      const { bucket, key } = parsed
-      const params = query === '' ? undefined : new URLSearchParams(query)
-      const sigs = params?.getAll('sig') ?? []
-      if (sigs.length > 1) throw new AuthError('malformed signature', 'more than one sig parameter')
-      const principal = authenticate({ method, bucket, key, sig: sigs[0], authorization: incoming.headers.authorization })
-      const store = stores.get(bucket)
-      if (!store) return send(outgoing, 404, { error: 'not found', message: `no bucket "${bucket}"` })
+  /** The error response for a failed request (or, once headers went out, a cut connection). */
+  function fail(outgoing: ServerResponse, method: string, error: unknown): undefined {
+    if (error instanceof URIError) {
+      const mapped = toHttpError(new InvalidKeyError('malformed percent-encoding in path'))
+      return send(outgoing, 400, { error: mapped.error, message: mapped.message })
+    }
+    if (error instanceof AuthError) {
+      telemetry.authFailure(error.reason)
+      logger.info('auth failed', { method, reason: error.reason, detail: error.message })
+    }
+    const mapped = toHttpError(error)
+    if (mapped.status >= 500) logger.warn('request failed', { method, status: mapped.status, err: error })
+    if (mapped.status === 500) deps.reportError?.(error)
+    return send(outgoing, mapped.status, { error: mapped.error, message: mapped.message }, mapped.headers)
+  }
 
-      if (method === 'PUT') return await handlePut(incoming, outgoing, store, key)
-      if (method === 'HEAD') {
-        const found = await objects.head(store, key)
-        if (!found) return send(outgoing, 404, { error: 'not found', message: 'no such object' })
-        const failed = preconditionStatus('HEAD', incoming.headers, found.meta)
-        if (failed) {
-          outgoing.writeHead(failed === 'not-modified' ? 304 : 412, validatorHeaders(found.meta, principal, now())).end()
-          return
-        }
-        const prefetch = params?.get('prefetch')
-        if (prefetch === '1' || prefetch === 'true') objects.prefetch(store, key, found.meta)
-        // Node sends no body for a HEAD request, whatever end() is given.
-        outgoing.writeHead(200, objectHeaders(found.meta, found.result === 'hit', principal, now())).end()
-        return
-      }
-      const object = objects.openInMemory(store, key, method) ?? (await objects.open(store, key, incoming.headers.range !== undefined, method))
+  /** Path checks, auth, then the route; throws domain errors (mapped by `fail`). */
+  function handleObject(incoming: IncomingMessage, outgoing: ServerResponse, method: string, path: string, query: string): Promise<void> | undefined {
+    if (method !== 'GET' && method !== 'HEAD' && method !== 'PUT') {
+      return send(outgoing, 405, { error: 'method not allowed', message: `use ${OBJECT_METHODS}` }, { Allow: OBJECT_METHODS })
+    }
+    const parsed = parsePath(path)
+    if (!parsed) return send(outgoing, 400, { error: 'invalid path', message: 'dot segment in path' })
+    const { bucket, key } = parsed
+    const params = query === '' ? undefined : new URLSearchParams(query)
+    const sigs = params?.getAll('sig') ?? []
+    if (sigs.length > 1) throw new AuthError('malformed signature', 'more than one sig parameter')
+    const principal = authenticate({ method, bucket, key, sig: sigs[0], authorization: incoming.headers.authorization })
+    const store = stores.get(bucket)
+    if (!store) return send(outgoing, 404, { error: 'not found', message: `no bucket "${bucket}"` })
+
+    if (method === 'PUT') return handlePut(incoming, outgoing, store, key)
+    if (method === 'HEAD') return handleHead(incoming, outgoing, store, key, principal, params?.get('prefetch'))
+    const inMemory = objects.openInMemory(store, key, method)
+    if (inMemory) return serve(incoming, outgoing, inMemory, principal)
+    return objects.open(store, key, incoming.headers.range !== undefined, method).then((object) => {
       if (!object) return send(outgoing, 404, { error: 'not found', message: 'no such object' })
-      const failed = preconditionStatus('GET', incoming.headers, object.meta)
-      if (failed === 'not-modified') {
-        object.release()
-        outgoing.writeHead(304, validatorHeaders(object.meta, principal, now()))
-        outgoing.end()
-      } else if (failed === 'precondition-failed') {
-        object.release()
-        return send(outgoing, 412, { error: 'precondition failed', message: 'If-Match or If-Unmodified-Since did not hold' }, validatorHeaders(object.meta, principal, now()))
-      } else {
-        try {
-          const writing = writeObject(outgoing, object, incoming.headers, principal, now(), logger)
-          if (writing) await writing
-        } catch (error) {
-          object.release()
-          throw error
-        }
-      }
+      return serve(incoming, outgoing, object, principal)
+    })
+  }
+
+  async function handleHead(incoming: IncomingMessage, outgoing: ServerResponse, store: Store, key: string, principal: Principal, prefetch: string | null | undefined): Promise<void> {
+    const found = await objects.head(store, key)
+    if (!found) return send(outgoing, 404, { error: 'not found', message: 'no such object' })
+    const failed = preconditionStatus('HEAD', incoming.headers, found.meta)
+    if (failed) {
+      outgoing.writeHead(failed === 'not-modified' ? 304 : 412, validatorHeaders(found.meta, principal, now())).end()
+      return
+    }
+    if (prefetch === '1' || prefetch === 'true') objects.prefetch(store, key, found.meta)
+    // Node sends no body for a HEAD request, whatever end() is given.
+    outgoing.writeHead(200, objectHeaders(found.meta, found.result === 'hit', principal, now())).end()
+  }
+
+  /** A GET of an open object: preconditions, then the body (synchronously for memory hits). */
+  function serve(incoming: IncomingMessage, outgoing: ServerResponse, object: OpenObject, principal: Principal): Promise<void> | undefined {
+    const failed = preconditionStatus('GET', incoming.headers, object.meta)
+    if (failed === 'not-modified') {
+      object.release()
+      outgoing.writeHead(304, validatorHeaders(object.meta, principal, now()))
+      outgoing.end()
+      return
+    }
+    if (failed === 'precondition-failed') {
+      object.release()
+      return send(outgoing, 412, { error: 'precondition failed', message: 'If-Match or If-Unmodified-Since did not hold' }, validatorHeaders(object.meta, principal, now()))
+    }
+    const release = (error: unknown) => {
+      object.release()
+      throw error
+    }
+    try {
+      return writeObject(outgoing, object, incoming.headers, principal, now(), logger)?.catch(release)
     } catch (error) {
-      if (error instanceof URIError) {
-        const mapped = toHttpError(new InvalidKeyError('malformed percent-encoding in path'))
-        return send(outgoing, 400, { error: mapped.error, message: mapped.message })
-      }
-      if (error instanceof AuthError) {
-        telemetry.authFailure(error.reason)
-        logger.info('auth failed', { method, reason: error.reason, detail: error.message })
-      }
-      const mapped = toHttpError(error)
-      if (mapped.status >= 500) logger.warn('request failed', { method, status: mapped.status, err: error })
-      if (mapped.status === 500) deps.reportError?.(error)
-      return send(outgoing, mapped.status, { error: mapped.error, message: mapped.message }, mapped.headers)
+      return release(error)
     }
   }
 
@@ -204,7 +229,7 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
 }
 
 /** Writes a small JSON response (Node drops the body itself when the request was HEAD). */
-export function send(outgoing: ServerResponse, status: number, body: unknown, headers: OutgoingHttpHeaders = {}): void {
+export function send(outgoing: ServerResponse, status: number, body: unknown, headers: OutgoingHttpHeaders = {}): undefined {
   if (outgoing.headersSent) {
     outgoing.destroy()
     return
