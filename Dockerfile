@@ -22,6 +22,6 @@ EXPOSE 8080
 # Listens where CACHEGATE__LISTEN says; the health check assumes the default port 8080.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# --no-memory-reducer: see bin/cachegate.js.
-ENTRYPOINT ["node", "--no-memory-reducer", "bin/cachegate.js"]
+# --no-memory-reducer, --no-flush-bytecode: see bin/cachegate.js.
+ENTRYPOINT ["node", "--no-memory-reducer", "--no-flush-bytecode", "bin/cachegate.js"]
 CMD ["--config", "env"]
