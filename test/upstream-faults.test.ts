@@ -9,7 +9,13 @@ import type { AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { openDiskCache } from '../src/cache/disk.ts'
+import { createHybridCache } from '../src/cache/hybrid.ts'
 import { createMemoryCache } from '../src/cache/memory.ts'
+import { cacheKey } from '../src/cache/types.ts'
 import { createLogger } from '../src/log.ts'
 import { Telemetry } from '../src/metrics.ts'
 import { createObjectService } from '../src/objects.ts'
@@ -110,38 +116,56 @@ describe('a store that stalls', () => {
 })
 
 describe('two PUTs of one key racing', () => {
-  it('neither caches its body: reads fetch what the store really kept', async () => {
-    let stored: { meta: ObjectMeta; bytes: Buffer } | undefined
-    const gates = new Map<string, () => void>()
-    /** A store whose put commits only when the test releases that body's gate. */
-    const store: Store = {
-      type: 'fs',
-      id: 's',
-      head: async () => stored?.meta ?? null,
-      get: async () => (stored ? { meta: stored.meta, body: Readable.from([stored.bytes]) } : null),
-      async put(_key, body, opts) {
+  const caches = {
+    memory: async () => createMemoryCache({ maxBytes: 1 << 20 }),
+    'memory + disk': async () => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'cachegate-race-'))
+      after(() => rm(dir, { recursive: true, force: true }))
+      return createHybridCache({ memory: createMemoryCache({ maxBytes: 1 << 20 }), disk: await openDiskCache({ path: dir, maxBytes: 1 << 22 }) })
+    },
+  }
+  for (const [tier, makeCache] of Object.entries(caches)) {
+    for (const first of ['AAAA', 'BBBB']) {
+      const kept = first === 'AAAA' ? 'BBBB' : 'AAAA'
+      it(`${tier}, ${first} commits first: neither caches its body; reads fetch what the store really kept`, async () => {
+        let stored: { meta: ObjectMeta; bytes: Buffer } | undefined
+        const gates = new Map<string, () => void>()
+        /** A store whose put commits only when the test releases that body's gate. */
+        const store: Store = {
+          type: 'fs',
+          id: 's',
+          head: async () => stored?.meta ?? null,
+          get: async () => (stored ? { meta: stored.meta, body: Readable.from([stored.bytes]) } : null),
+          async put(_key, body, opts) {
+            const chunks: Buffer[] = []
+            for await (const c of body) chunks.push(c as Buffer)
+            const bytes = Buffer.concat(chunks)
+            await new Promise<void>((resolve) => gates.set(bytes.toString(), resolve))
+            const meta = { size: bytes.length, contentType: opts.contentType, etag: `"${bytes.toString()}"` }
+            stored = { meta, bytes }
+            return meta
+          },
+        }
+        const cache = await makeCache()
+        const objects = createObjectService({ cache, maxObjectSize: 1 << 16, maxUploadSize: 1 << 20, telemetry: new Telemetry(), logger: createLogger('silent') })
+        const a = objects.write(store, 'k', Readable.from([Buffer.from('AAAA')]), { contentType: 'text/plain' })
+        const b = objects.write(store, 'k', Readable.from([Buffer.from('BBBB')]), { contentType: 'text/plain' })
+        while (gates.size < 2) await sleep(5)
+        const writes = { AAAA: a, BBBB: b }
+        gates.get(first)!() // one commits...
+        await writes[first as keyof typeof writes]
+        gates.get(kept)!() // ...then the other: the store keeps the last
+        await writes[kept as keyof typeof writes]
+        await (cache as { settled?: () => Promise<void> }).settled?.()
+        assert.equal(await cache.get(cacheKey('s', 'k')), undefined, 'nothing cached by the overlapping PUTs, in any tier')
+        const read = await objects.open(store, 'k', false)
+        assert.equal(read!.result, 'miss')
+        const body = await read!.read()
         const chunks: Buffer[] = []
-        for await (const c of body) chunks.push(c as Buffer)
-        const bytes = Buffer.concat(chunks)
-        await new Promise<void>((resolve) => gates.set(bytes.toString(), resolve))
-        const meta = { size: bytes.length, contentType: opts.contentType, etag: `"${bytes.toString()}"` }
-        stored = { meta, bytes }
-        return meta
-      },
+        for await (const c of body as Readable) chunks.push(c as Buffer)
+        assert.equal(Buffer.concat(chunks).toString(), kept)
+        await cache.close?.()
+      })
     }
-    const objects = createObjectService({ cache: createMemoryCache({ maxBytes: 1 << 20 }), maxObjectSize: 1 << 16, maxUploadSize: 1 << 20, telemetry: new Telemetry(), logger: createLogger('silent') })
-    const a = objects.write(store, 'k', Readable.from([Buffer.from('AAAA')]), { contentType: 'text/plain' })
-    const b = objects.write(store, 'k', Readable.from([Buffer.from('BBBB')]), { contentType: 'text/plain' })
-    while (gates.size < 2) await sleep(5)
-    gates.get('BBBB')!() // B commits first...
-    await b
-    gates.get('AAAA')!() // ...then A: the store keeps A
-    await a
-    const read = await objects.open(store, 'k', false)
-    assert.equal(read!.result, 'miss', 'nothing cached by the overlapping PUTs')
-    const body = await read!.read()
-    const chunks: Buffer[] = []
-    for await (const c of body as Readable) chunks.push(c as Buffer)
-    assert.equal(Buffer.concat(chunks).toString(), 'AAAA')
-  })
+  }
 })
