@@ -49,7 +49,8 @@ const positive = (value: string | undefined, fallback: number, name: string) => 
 const durationSeconds = positive(flags.duration, flags.quick ? 2 : 5, 'duration')
 const rounds = positive(flags.rounds, 3, 'rounds')
 const connections = positive(flags.connections, 32, 'connections')
-const coldReps = positive(flags['cold-reps'], flags.quick ? 2 : 3, 'cold-reps')
+// Cold totals swing with whatever else the machine does: 5 repetitions give a steadier median.
+const coldReps = positive(flags['cold-reps'], flags.quick ? 2 : 5, 'cold-reps')
 const only = flags.only ? new Set(flags.only.split(',')) : undefined
 for (const id of only ?? []) if (!WORKLOAD_IDS.includes(id)) throw new Error(`--only: unknown workload ${id} (${WORKLOAD_IDS.join(', ')})`)
 const wanted = (id: string) => !only || only.has(id)

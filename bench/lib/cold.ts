@@ -53,9 +53,9 @@ function gatewayGet(base: string, key: string): Promise<TimedGet> {
 
 /**
  * Each repetition reads a fresh server-side copy of the 256 MiB object, so every gateway
- * GET is a real miss: straight from s3rver, through the gateway that caches it whole, and
- * twice through a gateway with the default settings (first GET: size unknown, streamed
- * through; second: size known, read in 16 MiB pages that are cached as they arrive). Even
+ * GET is a real miss: straight from s3rver, twice through a gateway with the default
+ * settings (first GET: size unknown, streamed through; second: size known, read in 16 MiB
+ * pages that are cached as they arrive), and through the gateway that caches it whole. Even
  * repetitions start with the direct GET, odd ones end with it. The copy was just written,
  * so s3rver reads it from the page cache every time.
  */
@@ -77,11 +77,13 @@ export async function coldMiss(env: BenchEnv, reps: number, log: (line: string) 
     await settle(gateways)
     rep.proxy = await timedGet(`${env.rawProxy.url}/${env.s3.bucket}/${key}`)
     await settle(gateways)
-    rep.fill = await gatewayGet(env.gateway.url, key)
-    await settle(gateways)
     rep.stream = await gatewayGet(env.gatewayDefaults.url, key)
     await settle(gateways)
     rep.paged = await gatewayGet(env.gatewayDefaults.url, key)
+    // The whole-object fill goes last: it leaves 256 MiB of freshly faulted memory behind,
+    // which slowed the next transfer on the machine in some runs.
+    await settle(gateways)
+    rep.fill = await gatewayGet(env.gateway.url, key)
     if (i % 2 === 1) await direct()
     for (const variant of COLD_VARIANTS) {
       const got = rep[variant.id]!
