@@ -162,7 +162,7 @@ export function createObjectService(options: ObjectServiceOptions) {
       await cache.delete(metaRecordKey(ck))
     },
     onBodyError(store, error) {
-      telemetry.upstreamError(store.id, 'get-page-body', 'io')
+      telemetry.upstreamError(store.id, 'get-page-body', error instanceof UpstreamError ? error.kind : 'io')
       logger.warn('upstream page body failed mid-read; not cached', { store: store.id, err: error })
     },
   })
@@ -197,7 +197,7 @@ export function createObjectService(options: ObjectServiceOptions) {
         },
         (error: unknown) => {
           forget()
-          telemetry.upstreamError(store.id, 'get-body', 'io')
+          telemetry.upstreamError(store.id, 'get-body', error instanceof UpstreamError ? error.kind : 'io')
           logger.warn('upstream body failed mid-fill; not cached', { store: store.id, err: error })
         },
       )

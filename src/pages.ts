@@ -42,6 +42,14 @@ export function pageKey(ck: string, index: number): string {
 }
 
 /**
+ * A page fill is shared only by readers of the same object version: after a PUT, a reader
+ * of the new version must never join a fill of the old one still in flight.
+ */
+function flightKey(pk: string, meta: ObjectMeta): string {
+  return `${pk}\u0000${meta.etag ?? ''}\u0000${meta.size}\u0000${meta.lastModified?.getTime() ?? ''}`
+}
+
+/**
  * Page-aligned partial caching for large objects: a range is served from the fixed-size pages
  * it covers, each fetched with one ranged upstream GET under its own singleflight and cached
  * like any entry. Every page carries the object's ETag: a page of another version is never
@@ -81,13 +89,14 @@ export function createPager(options: PagerOptions) {
     const pk = pageKey(ck, index)
     const hit = await cache.get(pk)
     if (hit && isPageOf(hit.meta, meta, index)) return hit.tier === 'memory' ? { bytes: hit.body } : { open: hit.open }
-    let flight = flights.get(pk)
+    const fk = flightKey(pk, meta)
+    let flight = flights.get(fk)
     if (!flight) {
       const fetched = fetchPage(store, key, ck, meta, index)
       flight = fetched.then(({ fill }) => ({ fill }))
-      flights.set(pk, flight)
+      flights.set(fk, flight)
       const joinable = flight
-      const forget = () => flights.get(pk) === joinable && flights.delete(pk)
+      const forget = () => flights.get(fk) === joinable && flights.delete(fk)
       // Readers stream the page as it arrives; the flight stays joinable until the cache
       // holds it (a disk write can take a while), so nobody fetches it twice meanwhile.
       fetched

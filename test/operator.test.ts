@@ -44,6 +44,8 @@ describe('operator endpoints and method handling', () => {
     const object = await rawRequest(gw.url, 'DELETE', '/local/x.txt', { Authorization: `Bearer ${BEARER}` })
     assert.equal(object.status, 405)
     assert.equal(object.headers.allow, 'GET, HEAD, PUT')
+    // A dot segment is refused first, whatever the method.
+    assert.equal((await rawRequest(gw.url, 'DELETE', '/local/a/../x.txt', { Authorization: `Bearer ${BEARER}` })).status, 400)
     const info = await rawRequest(gw.url, 'POST', '/health')
     assert.equal(info.status, 405)
     assert.equal(info.headers.allow, 'GET, HEAD')

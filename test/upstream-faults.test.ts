@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { Readable } from 'node:stream'
+import { PassThrough, Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -31,17 +31,31 @@ describe('a store that stalls', () => {
   /** Objects over 40 bytes are read in 40-byte pages. */
   let paged: TestGateway
   const sockets = new Set<import('node:net').Socket>()
+  /** Ranged GETs the fake store answered, per kind of page fault. */
+  const rangedGets = new Map<string, number>()
 
   before(async () => {
-    // `silent/*` never answers; `stall/*` sends headers and 10 of 100 bytes, then nothing;
-    // `stallpage/*` answers ranged GETs (Content-Range) the same way.
+    // `silent/*` never answers; `stall/*` sends headers and 10 of 100 bytes, then nothing.
+    // Ranged GETs (objects of 100 bytes, read in 40-byte pages by `paged`): `stallpage/*`
+    // stalls the same way, `shortpage/*` sends a well-framed body 10 bytes short of the
+    // range, `longpage/*` one 10 bytes long, `shiftedpage/*` the range 10 bytes later.
     fake = http.createServer((req, res) => {
       if (req.url?.includes('/silent/')) return
       const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '')
-      if (req.url?.includes('/stallpage/') && req.method === 'GET' && range) {
-        const [start, end] = [Number(range[1]), Number(range[2])]
-        res.writeHead(206, { 'Content-Length': String(end - start + 1), 'Content-Range': `bytes ${start}-${end}/100`, ETag: '"e1"', 'Content-Type': 'application/octet-stream' })
-        res.write(Buffer.alloc(10, 1))
+      const page = /\/(stall|short|long|shifted)page\//.exec(req.url ?? '')?.[1]
+      if (page && req.method === 'GET' && range) {
+        rangedGets.set(page, (rangedGets.get(page) ?? 0) + 1)
+        let [start, end] = [Number(range[1]), Number(range[2])]
+        if (page === 'shifted') [start, end] = [start + 10, end + 10]
+        const length = end - start + 1 + (page === 'short' ? -10 : page === 'long' ? 10 : 0)
+        const headers = { 'Content-Range': `bytes ${start}-${end}/100`, ETag: '"e1"', 'Content-Type': 'application/octet-stream' }
+        if (page === 'stall') {
+          res.writeHead(206, { ...headers, 'Content-Length': String(length) })
+          res.write(Buffer.alloc(10, 1))
+          return
+        }
+        res.writeHead(206, { ...headers, 'Content-Length': String(length) })
+        res.end(Buffer.alloc(length, 2))
         return
       }
       res.writeHead(200, { 'Content-Length': '100', ETag: '"e1"', 'Content-Type': 'application/octet-stream', 'Last-Modified': new Date().toUTCString() })
@@ -109,9 +123,34 @@ describe('a store that stalls', () => {
     assert.equal(stats.cache.inflight_fills, 0)
     // Only the object's small metadata record is cached, never a partial page.
     assert.equal(stats.cache.tiers.memory.entries, 1)
-    assert.equal(await read(), 'aborted', 'a later reader fetches the page again instead of joining a dead one')
+    const before = rangedGets.get('stall') ?? 0
+    assert.equal(await read(), 'aborted')
+    assert.equal(rangedGets.get('stall'), before + 1, 'a later reader fetches the page again instead of joining a dead one')
     const metrics = await (await fetch(`${paged.url}/metrics`)).text()
-    assert.match(metrics, /cachegate_upstream_errors_total\{store="objs",kind="io"\} [1-9]/)
+    assert.match(metrics, /cachegate_upstream_errors_total\{store="objs",kind="timeout"\} [1-9]/)
+  })
+
+  for (const [kind, what] of [
+    ['short', 'ends 10 bytes short of its range'],
+    ['long', 'runs 10 bytes past its range'],
+  ] as const) {
+    it(`a page body that ${what} ends the response early and is never cached`, async () => {
+      for (let i = 1; i <= 2; i++) {
+        // The failure can come before the headers are flushed (the connection is reset) or
+        // after (the body is cut): never a complete response.
+        const outcome = await fetch(`${paged.url}/objs/${kind}page/d.bin`, { headers: { ...auth, Range: 'bytes=0-39' } }).then(
+          (res) => res.arrayBuffer().then(() => `complete ${res.status}`, () => 'aborted'),
+          () => 'aborted',
+        )
+        assert.equal(outcome, 'aborted')
+        assert.equal(rangedGets.get(kind), i, 'not cached: the next reader fetches the page again')
+      }
+    })
+  }
+
+  it('a page answered with another range than asked is refused before any byte goes out (502)', async () => {
+    const res = await fetch(`${paged.url}/objs/shiftedpage/e.bin`, { headers: { ...auth, Range: 'bytes=0-39' } })
+    assert.equal(res.status, 502)
   })
 })
 
@@ -168,4 +207,47 @@ describe('two PUTs of one key racing', () => {
       })
     }
   }
+})
+
+describe('a PUT while a page of the old version is still filling', () => {
+  it('a reader of the new version never joins the old page fill: each reader gets its own version', async () => {
+    let stored = { meta: { size: 32, contentType: 'application/octet-stream', etag: '"v1"' } as ObjectMeta, bytes: Buffer.alloc(32, 'A') }
+    /** Bodies of version 1 trickle: 4 bytes, then the rest only when the test says so. */
+    const held: { body: PassThrough; rest: Buffer }[] = []
+    const store: Store = {
+      type: 'fs',
+      id: 's',
+      head: async () => stored.meta,
+      async get(_key, opts) {
+        const range = opts?.range ?? { start: 0, end: stored.meta.size - 1 }
+        const part = stored.bytes.subarray(range.start, range.end + 1)
+        if (stored.meta.etag !== '"v1"') return { meta: stored.meta, body: Readable.from([part]), range: opts?.range }
+        const body = new PassThrough()
+        body.write(part.subarray(0, 4))
+        held.push({ body, rest: part.subarray(4) })
+        return { meta: stored.meta, body, range: opts?.range }
+      },
+      async put(_key, body, opts) {
+        const chunks: Buffer[] = []
+        for await (const c of body) chunks.push(c as Buffer)
+        stored = { meta: { size: 32, contentType: opts.contentType, etag: '"v2"' }, bytes: Buffer.concat(chunks) }
+        return stored.meta
+      },
+    }
+    const objects = createObjectService({ cache: createMemoryCache({ maxBytes: 1 << 20 }), maxObjectSize: 8, pageSize: 16, readAhead: 0, maxUploadSize: 1 << 20, telemetry: new Telemetry(), logger: createLogger('silent') })
+    const text = async (body: Readable) => Buffer.concat(await body.toArray()).toString()
+
+    const oldReader = await objects.open(store, 'k', true)
+    const oldBody = (await oldReader!.read({ start: 0, end: 15 })) as Readable // page 0 of v1 is filling
+    await objects.write(store, 'k', Readable.from([Buffer.alloc(32, 'B')]), { contentType: 'application/octet-stream' })
+    const newReader = await objects.open(store, 'k', true)
+    assert.equal(newReader!.meta.etag, '"v2"')
+    const newBody = (await newReader!.read({ start: 0, end: 15 })) as Readable
+    for (const { body, rest } of held) body.end(rest)
+    assert.equal(await text(oldBody), 'A'.repeat(16), 'the old reader finishes the version it started')
+    assert.equal(await text(newBody), 'B'.repeat(16), 'the new reader gets the new version')
+    // The old fill finishing later must not make a new-version read serve old bytes either.
+    const again = await objects.open(store, 'k', true)
+    assert.equal(await text((await again!.read({ start: 0, end: 15 })) as Readable), 'B'.repeat(16))
+  })
 })

@@ -29,6 +29,9 @@ export interface ObjectRouteDeps {
   reportError?: (error: unknown) => void
 }
 
+/** A flat copy of `text` that shares no memory with the string it was sliced from. */
+const detach = (text: string) => Buffer.from(text, 'utf8').toString('utf8')
+
 /** Splits the raw request-target (as the client sent it) into a still-encoded path and query. */
 export function splitTarget(target: string): { path: string; query: string } {
   let start = 0
@@ -66,18 +69,24 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
   const parsedPaths = new Map<string, { bucket: string; key: string }>()
 
   /** Bucket and key of a raw object path, validated before any store call (throws 400s). */
-  function parsePath(path: string): { bucket: string; key: string } | undefined {
+  function parsePath(path: string): { bucket: string; key: string } {
     const known = parsedPaths.get(path)
     if (known) return known
-    // The URL parser would resolve dot segments away: refuse them as the client sent them.
-    if (hasDotSegment(path)) return undefined
     const slash = path.indexOf('/', 1)
-    const parsed = { bucket: decodeURIComponent(path.slice(1, slash)), key: decodeKey(path.slice(slash + 1)) }
-    if (path.length <= PARSED_PATH_MAX_LENGTH) {
-      if (parsedPaths.size >= PARSED_PATHS) parsedPaths.clear()
-      parsedPaths.set(path, parsed)
-    }
-    return parsed
+    return { bucket: decodeURIComponent(path.slice(1, slash)), key: decodeKey(path.slice(slash + 1)) }
+  }
+
+  /**
+   * Remembers a parsed path once the request it came with was authenticated and named a
+   * configured bucket, so nobody can fill the cache without credentials. The strings are
+   * copied: a slice of the request line would keep the whole line (query included) alive.
+   */
+  function rememberPath(path: string, parsed: { bucket: string; key: string }): void {
+    if (path.length > PARSED_PATH_MAX_LENGTH || parsedPaths.has(path)) return
+    const own = { path: detach(path), bucket: detach(parsed.bucket), key: detach(parsed.key) }
+    if (own.path !== path || own.bucket !== parsed.bucket || own.key !== parsed.key) return
+    if (parsedPaths.size >= PARSED_PATHS) parsedPaths.clear()
+    parsedPaths.set(own.path, { bucket: own.bucket, key: own.key })
   }
 
   /**
@@ -121,11 +130,12 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
 
   /** Path checks, auth, then the route; throws domain errors (mapped by `fail`). */
   function handleObject(incoming: IncomingMessage, outgoing: ServerResponse, method: string, path: string, query: string): Promise<void> | undefined {
+    // The URL parser would resolve dot segments away: refuse them as the client sent them.
+    if (!parsedPaths.has(path) && hasDotSegment(path)) return send(outgoing, 400, { error: 'invalid path', message: 'dot segment in path' })
     if (method !== 'GET' && method !== 'HEAD' && method !== 'PUT') {
       return send(outgoing, 405, { error: 'method not allowed', message: `use ${OBJECT_METHODS}` }, { Allow: OBJECT_METHODS })
     }
     const parsed = parsePath(path)
-    if (!parsed) return send(outgoing, 400, { error: 'invalid path', message: 'dot segment in path' })
     const { bucket, key } = parsed
     const params = query === '' ? undefined : new URLSearchParams(query)
     const sigs = params?.getAll('sig') ?? []
@@ -133,6 +143,7 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
     const principal = authenticate({ method, bucket, key, sig: sigs[0], authorization: incoming.headers.authorization })
     const store = stores.get(bucket)
     if (!store) return send(outgoing, 404, { error: 'not found', message: `no bucket "${bucket}"` })
+    rememberPath(path, parsed)
 
     if (method === 'PUT') return handlePut(incoming, outgoing, store, key)
     if (method === 'HEAD') return handleHead(incoming, outgoing, store, key, principal, params?.get('prefetch'))
