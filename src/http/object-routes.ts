@@ -70,8 +70,6 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
 
   /** Bucket and key of a raw object path, validated before any store call (throws 400s). */
   function parsePath(path: string): { bucket: string; key: string } {
-    const known = parsedPaths.get(path)
-    if (known) return known
     const slash = path.indexOf('/', 1)
     return { bucket: decodeURIComponent(path.slice(1, slash)), key: decodeKey(path.slice(slash + 1)) }
   }
@@ -82,7 +80,7 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
    * copied: a slice of the request line would keep the whole line (query included) alive.
    */
   function rememberPath(path: string, parsed: { bucket: string; key: string }): void {
-    if (path.length > PARSED_PATH_MAX_LENGTH || parsedPaths.has(path)) return
+    if (path.length > PARSED_PATH_MAX_LENGTH) return
     const own = { path: detach(path), bucket: detach(parsed.bucket), key: detach(parsed.key) }
     if (own.path !== path || own.bucket !== parsed.bucket || own.key !== parsed.key) return
     if (parsedPaths.size >= PARSED_PATHS) parsedPaths.clear()
@@ -131,11 +129,12 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
   /** Path checks, auth, then the route; throws domain errors (mapped by `fail`). */
   function handleObject(incoming: IncomingMessage, outgoing: ServerResponse, method: string, path: string, query: string): Promise<void> | undefined {
     // The URL parser would resolve dot segments away: refuse them as the client sent them.
-    if (!parsedPaths.has(path) && hasDotSegment(path)) return send(outgoing, 400, { error: 'invalid path', message: 'dot segment in path' })
+    const known = parsedPaths.get(path)
+    if (!known && hasDotSegment(path)) return send(outgoing, 400, { error: 'invalid path', message: 'dot segment in path' })
     if (method !== 'GET' && method !== 'HEAD' && method !== 'PUT') {
       return send(outgoing, 405, { error: 'method not allowed', message: `use ${OBJECT_METHODS}` }, { Allow: OBJECT_METHODS })
     }
-    const parsed = parsePath(path)
+    const parsed = known ?? parsePath(path)
     const { bucket, key } = parsed
     const params = query === '' ? undefined : new URLSearchParams(query)
     const sigs = params?.getAll('sig') ?? []
@@ -143,7 +142,7 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
     const principal = authenticate({ method, bucket, key, sig: sigs[0], authorization: incoming.headers.authorization })
     const store = stores.get(bucket)
     if (!store) return send(outgoing, 404, { error: 'not found', message: `no bucket "${bucket}"` })
-    rememberPath(path, parsed)
+    if (!known) rememberPath(path, parsed)
 
     if (method === 'PUT') return handlePut(incoming, outgoing, store, key)
     if (method === 'HEAD') return handleHead(incoming, outgoing, store, key, principal, params?.get('prefetch'))
