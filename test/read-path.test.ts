@@ -238,6 +238,28 @@ for (const backend of backends) {
       assert.equal(getsUpstream(), 2)
     })
 
+    it('a client that leaves a streamed-through object mid-body stops the upstream read', async () => {
+      const bytes = randomBytes(5 * MiB)
+      await store.put('big/left.bin', Readable.from([bytes]), { contentType: 'application/octet-stream' })
+      proxy.reset()
+      proxy.configure({ bytesPerSecond: 2 * MiB })
+      try {
+        const aborter = new AbortController()
+        const res = await fetch(`${gw.url}/objs/big/left.bin`, { headers: auth, signal: aborter.signal })
+        assert.equal(res.headers.get('x-cg-status'), 'hit=0')
+        await res.body!.getReader().read()
+        aborter.abort()
+        await sleep(300)
+        const afterAbort = proxy.counts.responseBytes
+        await sleep(1000)
+        // At 2 MiB/s an upstream read that went on would add about 2 MiB in that second.
+        assert.ok(proxy.counts.responseBytes - afterAbort < 256 * KiB, `upstream went on: ${afterAbort} then ${proxy.counts.responseBytes} bytes`)
+        assert.ok(proxy.counts.responseBytes < bytes.length / 2)
+      } finally {
+        proxy.configure({})
+      }
+    })
+
     it('with page caching off, a Range of a large object fetches only that range upstream', async () => {
       const bytes = randomBytes(5 * MiB)
       await store.put('big/ranged.bin', Readable.from([bytes]), { contentType: 'application/octet-stream' })
