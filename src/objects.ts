@@ -3,13 +3,13 @@ import { performance } from 'node:perf_hooks'
 import { LRUCache } from 'lru-cache'
 import { type Bytes, byteLength, sliceBytes, toBuffer } from './cache/bytes.ts'
 import { Fill } from './cache/fill.ts'
-import { type Cache, cacheKey } from './cache/types.ts'
+import { type Cache, type CacheHit, cacheKey } from './cache/types.ts'
 import { DEFAULT_CONTENT_TYPE, contentTypeFromKey, sniffContentType } from './content-type.ts'
 import { PayloadTooLargeError, UpstreamError } from './errors.ts'
 import type { Logger } from './log.ts'
 import type { CacheResult, Telemetry } from './metrics.ts'
 import { createPager } from './pages.ts'
-import { failWhenIdle, sliceStream } from './streams.ts'
+import { failWhenIdle, isMissingFile, sliceStream, whenReadable } from './streams.ts'
 import type { ByteRange, ObjectMeta, PutOptions, Store } from './stores/types.ts'
 import { UploadMeter } from './upload-meter.ts'
 
@@ -250,6 +250,26 @@ export function createObjectService(options: ObjectServiceOptions) {
     return { meta: hit.meta, result: 'hit', bytes: hit.body, read: async (range) => slice(hit.body, range), cached: async () => true, release() {} }
   }
 
+  /**
+   * A disk hit's bytes, once its file is open: an entry evicted or replaced between the lookup
+   * and the open (ENOENT) is read from the store instead, if the store still has that version.
+   */
+  async function readDiskHit(store: Store, key: string, hit: Extract<CacheHit, { tier: 'disk' }>, range?: ByteRange): Promise<Readable> {
+    const body = hit.open(range)
+    try {
+      await whenReadable(body)
+      return body
+    } catch (error) {
+      if (!isMissingFile(error)) throw error
+    }
+    const got = await upstream(store, 'get', () => store.get(key, { range }))
+    if (!got || got.meta.etag !== hit.meta.etag || got.meta.size !== hit.meta.size) {
+      got?.body.destroy()
+      throw new UpstreamError(store.id, 'server', 'object changed upstream during the read')
+    }
+    return got.body
+  }
+
   /** Uncached ranged reads of a large object: one ranged upstream GET per range read. */
   function direct(store: Store, key: string, meta: ObjectMeta, method: string): OpenObject {
     telemetry.cacheResult(method, 'miss')
@@ -283,7 +303,7 @@ export function createObjectService(options: ObjectServiceOptions) {
       telemetry.cacheResult(method, 'hit')
       const result = 'hit' as const
       if (hit.tier === 'memory') return { meta: hit.meta, result, read: async (range) => slice(hit.body, range), cached: async () => true, release() {} }
-      return { meta: hit.meta, result, read: async (range) => hit.open(range), cached: async () => true, release() {} }
+      return { meta: hit.meta, result, read: (range) => readDiskHit(store, key, hit, range), cached: async () => true, release() {} }
     }
     let meta = known.get(ck) ?? (await recall(ck))
     if (!meta && ranged && !flights.has(ck)) {

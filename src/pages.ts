@@ -3,7 +3,7 @@ import { type Bytes, chunksOf, sliceBytes } from './cache/bytes.ts'
 import { Fill } from './cache/fill.ts'
 import type { Cache } from './cache/types.ts'
 import { UpstreamError } from './errors.ts'
-import { sliceStream } from './streams.ts'
+import { isMissingFile, sliceStream, whenReadable } from './streams.ts'
 import type { ByteRange, ObjectMeta, Store } from './stores/types.ts'
 
 export interface PagerOptions {
@@ -85,9 +85,9 @@ export function createPager(options: PagerOptions) {
   }
 
   /** One page, from the cache when it holds this version, else fetched (singleflight). */
-  async function getPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number): Promise<Page> {
+  async function getPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number, fromCache = true): Promise<Page> {
     const pk = pageKey(ck, index)
-    const hit = await cache.get(pk)
+    const hit = fromCache ? await cache.get(pk) : undefined
     if (hit && isPageOf(hit.meta, meta, index)) return hit.tier === 'memory' ? { bytes: hit.body } : { open: hit.open }
     const fk = flightKey(pk, meta)
     let flight = flights.get(fk)
@@ -144,14 +144,27 @@ export function createPager(options: PagerOptions) {
       for (let index = first; index <= last; index++) {
         for (let ahead = 1; ahead <= readAhead; ahead++) request(index + ahead)
         request(index)
-        const page = await pending.get(index)!
+        let page = await pending.get(index)!
         pending.delete(index)
         const base = index * pageSize
         const from = Math.max(range.start, base) - base
         const to = Math.min(range.end, base + pageSize - 1) - base
+        const wanted = { start: from, end: to }
+        let body: Readable | undefined
+        if ('open' in page) {
+          body = page.open(wanted)
+          try {
+            await whenReadable(body)
+          } catch (error) {
+            // Evicted or replaced between the lookup and the open: fetch the page instead.
+            if (!isMissingFile(error)) throw error
+            body = undefined
+            page = await getPage(store, key, ck, meta, index, false)
+          }
+        }
         if ('bytes' in page) yield* chunksOf(sliceBytes(page.bytes, from, to))
         else {
-          const body = 'open' in page ? page.open({ start: from, end: to }) : sliceStream(page.fill.subscribe(), { start: from, end: to })
+          body ??= 'open' in page ? page.open(wanted) : sliceStream(page.fill.subscribe(), wanted)
           for await (const chunk of body) yield chunk as Buffer
         }
       }

@@ -52,3 +52,34 @@ export function failWhenIdle(stream: Readable, ms: number, onIdle: () => Error):
   stream.once('close', () => clearTimeout(timer))
   return stream
 }
+
+/**
+ * Resolves once `stream` has data to read (or has ended), rejects if it fails first. Lets a
+ * caller learn that a file could not be opened before it sends any response headers.
+ */
+export function whenReadable(stream: Readable): Promise<void> {
+  if (stream.readableLength > 0 || stream.readableEnded) return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      cleanup()
+      resolve()
+    }
+    const fail = (error: Error) => {
+      cleanup()
+      reject(error)
+    }
+    const cleanup = () => {
+      stream.off('readable', done)
+      stream.off('end', done)
+      stream.off('error', fail)
+    }
+    stream.once('readable', done)
+    stream.once('end', done)
+    stream.once('error', fail)
+  })
+}
+
+/** A file that is gone: a disk cache entry evicted or replaced between lookup and open. */
+export function isMissingFile(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT'
+}
