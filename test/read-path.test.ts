@@ -260,6 +260,26 @@ for (const backend of backends) {
       }
     })
 
+    it('a client that leaves before the store answers: the streamed-through body is dropped as soon as it arrives', async () => {
+      const bytes = randomBytes(5 * MiB)
+      await store.put('big/early.bin', Readable.from([bytes]), { contentType: 'application/octet-stream' })
+      proxy.reset()
+      proxy.configure({ delayMs: 400, bytesPerSecond: 2 * MiB })
+      try {
+        const aborter = new AbortController()
+        const pending = fetch(`${gw.url}/objs/big/early.bin`, { headers: auth, signal: aborter.signal }).catch(() => 'aborted')
+        await sleep(100)
+        aborter.abort()
+        assert.equal(await pending, 'aborted')
+        const deadline = Date.now() + 3000
+        while (proxy.counts.closedEarly === 0 && Date.now() < deadline) await sleep(20)
+        assert.equal(proxy.counts.closedEarly, 1, 'the gateway closed the upstream response instead of holding it open')
+        assert.ok(proxy.counts.responseBytes < bytes.length / 2)
+      } finally {
+        proxy.configure({})
+      }
+    })
+
     it('with page caching off, a Range of a large object fetches only that range upstream', async () => {
       const bytes = randomBytes(5 * MiB)
       await store.put('big/ranged.bin', Readable.from([bytes]), { contentType: 'application/octet-stream' })

@@ -175,6 +175,11 @@ function send(outgoing: ServerResponse, status: number, headers: OutgoingHttpHea
   // A client that goes away ends only its own stream (a shared fill carries on).
   // pipe() with both ends watched rather than pipeline(): pipeline aborts an AbortController
   // of its own when done, and that DOMException (with its stack) cost 1.3% of a disk hit.
+  if (outgoing.destroyed) {
+    // The client left while the body was being opened: 'close' has already fired.
+    body.destroy()
+    return
+  }
   body.once('error', (error) => {
     logger.debug('response stream ended early', { err: error })
     outgoing.destroy(error)

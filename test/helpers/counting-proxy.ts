@@ -15,6 +15,8 @@ export interface ProxyCounts {
   byMethod: Record<string, number>
   /** Response body bytes sent back to the client (headers excluded). */
   responseBytes: number
+  /** Responses the client (the gateway) closed before they were complete. */
+  closedEarly: number
 }
 
 /** Faults applied to every request from now on; `configure({})` turns them all off. */
@@ -71,7 +73,7 @@ function throttle(bytesPerSecond: number): Transform {
 export async function startCountingProxy(target: string): Promise<CountingProxy> {
   const upstream = new URL(target)
   const agent = new Agent({ keepAlive: true })
-  const counts: ProxyCounts = { requests: 0, byMethod: {}, responseBytes: 0 }
+  const counts: ProxyCounts = { requests: 0, byMethod: {}, responseBytes: 0, closedEarly: 0 }
 
   let faults: ProxyFaults = {}
 
@@ -111,6 +113,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     // A client that goes away mid-request must cut the upstream request too.
     res.on('close', () => {
       if (res.writableFinished) return
+      counts.closedEarly++
       out.destroy()
       throttled?.destroy()
     })
@@ -127,6 +130,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
       counts.requests = 0
       counts.byMethod = {}
       counts.responseBytes = 0
+      counts.closedEarly = 0
     },
     configure(next: ProxyFaults) {
       faults = { ...next }
