@@ -59,6 +59,7 @@ export function failWhenIdle(stream: Readable, ms: number, onIdle: () => Error):
  */
 export function whenReadable(stream: Readable): Promise<void> {
   if (stream.readableLength > 0 || stream.readableEnded) return Promise.resolve()
+  if (stream.destroyed) return Promise.reject(stream.errored ?? new Error('stream closed before it had data'))
   return new Promise((resolve, reject) => {
     const done = () => {
       cleanup()
@@ -68,14 +69,20 @@ export function whenReadable(stream: Readable): Promise<void> {
       cleanup()
       reject(error)
     }
+    const closed = () => {
+      if (stream.readableEnded) return done()
+      fail(new Error('stream closed before it had data'))
+    }
     const cleanup = () => {
       stream.off('readable', done)
       stream.off('end', done)
       stream.off('error', fail)
+      stream.off('close', closed)
     }
     stream.once('readable', done)
     stream.once('end', done)
     stream.once('error', fail)
+    stream.once('close', closed)
   })
 }
 

@@ -5,15 +5,19 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { once } from 'node:events'
+import { mkdtemp, readdir, readlink, rm } from 'node:fs/promises'
+import { createServer, request } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Readable } from 'node:stream'
 import { after, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { openDiskCache } from '../src/cache/disk.ts'
-import type { Cache } from '../src/cache/types.ts'
+import { type Cache, cacheKey } from '../src/cache/types.ts'
 import { UpstreamError } from '../src/errors.ts'
+import { writeObject } from '../src/http/read-response.ts'
 import { createLogger } from '../src/log.ts'
 import { Telemetry } from '../src/metrics.ts'
 import { createObjectService } from '../src/objects.ts'
@@ -113,5 +117,54 @@ describe('a disk entry that vanishes between lookup and open', () => {
     assert.equal(gets.length - before, 3, 'each of the 3 vanished pages fetched once')
     await settle()
     await cache.close?.()
+  })
+})
+
+describe('a client that leaves while a disk hit is being opened', () => {
+  it('no file stays open, for one range and for multipart/byteranges', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'cachegate-leave-'))
+    dirs.push(dir)
+    const bytes = randomBytes(32 * 1024 * 1024)
+    const meta: ObjectMeta = { size: bytes.length, contentType: 'application/octet-stream', etag: '"v1"' }
+    const store: Store = { type: 'fs', id: 's', head: async () => meta, get: async () => ({ meta, body: Readable.from([bytes]) }), put: async () => meta }
+    const first = await openDiskCache({ path: dir, maxBytes: 256 * 1024 * 1024 })
+    await first.set(cacheKey('s', 'k'), meta, bytes)
+    await first.close?.()
+    let disk = await openDiskCache({ path: dir, maxBytes: 256 * 1024 * 1024 })
+    const cache: Cache = { get: (key) => disk.get(key), set: (...args) => disk.set(...args), delete: (key) => disk.delete(key), stats: () => disk.stats() }
+    const objects = createObjectService({ cache, maxObjectSize: 64 * 1024 * 1024, maxUploadSize: 1 << 30, telemetry: new Telemetry(), logger: createLogger('silent') })
+    const server = createServer((req, res) => {
+      void objects.open(store, 'k', true).then((object) => writeObject(res, object!, req.headers, { kind: 'bearer' }, Date.now(), createLogger('silent')))
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const { port } = server.address() as AddressInfo
+    const openFiles = async () => {
+      let n = 0
+      for (const fd of await readdir('/proc/self/fd')) {
+        const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '')
+        if (target.startsWith(dir)) n++
+      }
+      return n
+    }
+    try {
+      for (const range of ['bytes=0-9999999', 'bytes=0-9999999,20000000-29999999']) {
+        // A reopened tier has not verified the entry: a ranged read hashes all 32 MiB first,
+        // which is the window in which the client leaves.
+        await disk.close?.()
+        disk = await openDiskCache({ path: dir, maxBytes: 256 * 1024 * 1024 })
+        const req = request({ port, host: '127.0.0.1', headers: { range } })
+        req.on('error', () => {})
+        req.end()
+        await sleep(10)
+        req.destroy()
+        let open = await openFiles()
+        for (const deadline = Date.now() + 5000; open > 0 && Date.now() < deadline; open = await openFiles()) await sleep(50)
+        assert.equal(open, 0, `${range}: a cache file stayed open after the client left`)
+      }
+    } finally {
+      server.close()
+      await disk.close?.()
+    }
   })
 })

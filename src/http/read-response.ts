@@ -154,7 +154,13 @@ async function writeParts(
     }
     yield plan.trailer
   }
-  return send(outgoing, 206, headers, Readable.from(multipart(), { objectMode: false }), logger)
+  const body = Readable.from(multipart(), { objectMode: false })
+  // The first part was opened before the generator started: if the generator never reaches
+  // it (the client left first), it must still be released (a file descriptor, a connection).
+  body.once('close', () => {
+    if (!isBytes(first) && !first.destroyed) first.destroy()
+  })
+  return send(outgoing, 206, headers, body, logger)
 }
 
 const isBytes = (body: Bytes | Readable): body is Bytes => Buffer.isBuffer(body) || Array.isArray(body)
@@ -186,6 +192,10 @@ function send(outgoing: ServerResponse, status: number, headers: OutgoingHttpHea
   })
   outgoing.once('close', () => {
     if (!body.destroyed) body.destroy()
+  })
+  // A body that closes without ending (or failing) must not leave the response open.
+  body.once('close', () => {
+    if (!body.readableEnded) outgoing.destroy()
   })
   body.pipe(outgoing)
 }
