@@ -17,7 +17,7 @@ export class Telemetry {
   readonly registry = new Registry()
   readonly #started = Date.now()
   #sources: TelemetrySources = { tiers: () => ({}), inflightFills: () => 0 }
-  readonly #totals = { requests: 0, authFailures: 0, hits: 0, misses: 0, inflightJoins: 0, upstreamOk: 0, upstreamErrors: 0, diskErrors: 0 }
+  readonly #totals = { authFailures: 0, upstreamOk: 0, upstreamErrors: 0, diskErrors: 0 }
 
   /**
    * Requests and cache results are counted in plain nested Maps on the hot path and copied
@@ -70,7 +70,6 @@ export class Telemetry {
   }
 
   request(method: string, status: number): void {
-    this.#totals.requests++
     bump(this.#requestCounts, method, status)
   }
 
@@ -80,9 +79,6 @@ export class Telemetry {
   }
 
   cacheResult(method: string, result: CacheResult): void {
-    if (result === 'hit') this.#totals.hits++
-    else if (result === 'miss') this.#totals.misses++
-    else this.#totals.inflightJoins++
     bump(this.#cacheCounts, method, result)
   }
 
@@ -111,12 +107,22 @@ export class Telemetry {
     )
     return {
       uptime_seconds: Math.round((Date.now() - this.#started) / 1000),
-      requests: t.requests,
+      requests: total(this.#requestCounts),
       auth_failures: t.authFailures,
-      cache: { hits: t.hits, misses: t.misses, inflight_joins: t.inflightJoins, tiers, inflight_fills: this.#sources.inflightFills(), disk_errors: t.diskErrors },
+      cache: { hits: total(this.#cacheCounts, 'hit'), misses: total(this.#cacheCounts, 'miss'), inflight_joins: total(this.#cacheCounts, 'inflight'), tiers, inflight_fills: this.#sources.inflightFills(), disk_errors: t.diskErrors },
       upstream: { ok: t.upstreamOk, errors: t.upstreamErrors },
     }
   }
+}
+
+/** The sum over every first label of the counts for `b` (or of all counts). */
+function total(counts: Map<string, Map<string | number, number>>, b?: string | number): number {
+  let sum = 0
+  for (const byB of counts.values()) {
+    if (b !== undefined) sum += byB.get(b) ?? 0
+    else for (const n of byB.values()) sum += n
+  }
+  return sum
 }
 
 function bump(counts: Map<string, Map<string | number, number>>, a: string, b: string | number): void {

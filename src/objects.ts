@@ -262,8 +262,13 @@ export function createObjectService(options: ObjectServiceOptions) {
     } catch (error) {
       if (!isMissingFile(error)) throw error
     }
+    return readVersion(store, key, hit.meta, range)
+  }
+
+  /** A GET of `key` (or of one range of it) that fails unless the store still has version `meta`. */
+  async function readVersion(store: Store, key: string, meta: ObjectMeta, range?: ByteRange): Promise<Readable> {
     const got = await upstream(store, 'get', () => store.get(key, { range }))
-    if (!got || got.meta.etag !== hit.meta.etag || got.meta.size !== hit.meta.size) {
+    if (!got || got.meta.etag !== meta.etag || got.meta.size !== meta.size) {
       got?.body.destroy()
       throw new UpstreamError(store.id, 'server', 'object changed upstream during the read')
     }
@@ -276,14 +281,7 @@ export function createObjectService(options: ObjectServiceOptions) {
     return {
       meta,
       result: 'miss',
-      async read(range) {
-        const got = await upstream(store, 'get', () => store.get(key, { range }))
-        if (!got || got.meta.etag !== meta.etag || got.meta.size !== meta.size) {
-          got?.body.destroy()
-          throw new UpstreamError(store.id, 'server', 'object changed upstream during the read')
-        }
-        return got.body
-      },
+      read: (range) => readVersion(store, key, meta, range),
       cached: async () => false,
       release() {},
     }
