@@ -5,11 +5,11 @@ import { type Bytes, byteLength, sliceBytes, toBuffer } from './cache/bytes.ts'
 import { Fill } from './cache/fill.ts'
 import { type Cache, type CacheHit, cacheKey } from './cache/types.ts'
 import { DEFAULT_CONTENT_TYPE, contentTypeFromKey, sniffContentType } from './content-type.ts'
-import { PayloadTooLargeError, UpstreamError } from './errors.ts'
+import { PayloadTooLargeError, RequestAbortedError, UpstreamError } from './errors.ts'
 import type { Logger } from './log.ts'
 import type { CacheResult, Telemetry } from './metrics.ts'
 import { createPager } from './pages.ts'
-import { failWhenIdle, isMissingFile, sliceStream, whenReadable } from './streams.ts'
+import { failWhenIdle, isMissingFile, link, sliceStream, whenReadable } from './streams.ts'
 import type { ByteRange, ObjectMeta, PutOptions, Store } from './stores/types.ts'
 import { UploadMeter } from './upload-meter.ts'
 
@@ -418,9 +418,12 @@ export function createObjectService(options: ObjectServiceOptions) {
 
   async function writeThrough(store: Store, key: string, ck: string, body: Readable, request: WriteOptions, alone: () => boolean): Promise<ObjectMeta> {
     await invalidate(ck)
-    const meter = new UploadMeter(maxUploadSize, maxObjectSize)
-    let source: Readable = body.pipe(meter)
-    body.once('error', (error) => meter.destroy(error))
+    // Linked at once: an upload that fails before the store reads it (a client gone mid-body,
+    // a malformed chunk, the size limit) fails this request, never the process.
+    const meter = link(body, new UploadMeter(maxUploadSize, maxObjectSize), {
+      prematureClose: () => new RequestAbortedError('client closed the connection during the upload'),
+    })
+    let source: Readable = meter
     let contentType = request.contentType ?? contentTypeFromKey(key)
     if (!contentType) {
       const sniffed = await sniffContentType(source)
@@ -432,6 +435,8 @@ export function createObjectService(options: ObjectServiceOptions) {
     try {
       meta = await upstream(store, 'put', () => store.put(key, source, put))
     } catch (error) {
+      // A store that failed before reading it all leaves the rest of the body unread.
+      meter.destroy()
       // The limit, not the store, ended the upload: say so.
       if (meter.overLimit) throw new PayloadTooLargeError(maxUploadSize)
       throw error

@@ -1,4 +1,4 @@
-import { Transform, type Readable, type TransformCallback } from 'node:stream'
+import { type Duplex, Transform, type Readable, type TransformCallback } from 'node:stream'
 import type { ByteRange } from './stores/types.ts'
 
 /**
@@ -89,4 +89,50 @@ export function whenReadable(stream: Readable): Promise<void> {
 /** A file that is gone: a disk cache entry evicted or replaced between lookup and open. */
 export function isMissingFile(error: unknown): boolean {
   return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT'
+}
+
+/** For `'error'` listeners whose only job is to keep an error from stopping the process. */
+const keepOnStream = () => {}
+
+/**
+ * Keeps an error of `stream` from being an unhandled 'error' event (which stops the process)
+ * while nobody reads it yet: an upstream body handed back before its consumer attaches, whose
+ * connection resets or whose signal aborts meanwhile. The stream is still destroyed with the
+ * error (`errored`), and a consumer that attaches later sees it.
+ */
+function holdErrors<T extends Readable>(stream: T): T {
+  stream.on('error', keepOnStream)
+  return stream
+}
+
+/**
+ * Pipes `source` into `sink` so that neither can fail unobserved, from this moment on, however
+ * long the sink then waits for a consumer (an upload waits on awaits before the store reads it):
+ * - an error of the source, or a source that closes before its end (a client gone mid-body),
+ *   destroys the sink with that error, where the sink's consumer will see it;
+ * - an error of the sink itself (a limit it enforces) is held on the sink (`errored`) for its
+ *   consumer, instead of being an unhandled 'error' event that stops the process;
+ * - a sink that closes early stops the flow: the source is unpiped and paused, or destroyed
+ *   when `destroySource` is set. A request body is not destroyed: that would also cut the
+ *   socket before the error response goes out, so the HTTP layer decides what to do with it.
+ */
+export function link<T extends Duplex>(source: Readable, sink: T, options: { destroySource?: boolean; prematureClose?: () => Error } = {}): T {
+  const prematureClose = options.prematureClose ?? (() => new Error('source closed before its end'))
+  const onSourceError = (error: Error) => sink.destroy(error)
+  const onSourceClose = () => {
+    if (!source.readableEnded) sink.destroy(source.errored ?? prematureClose())
+  }
+  source.on('error', onSourceError)
+  source.once('close', onSourceClose)
+  // Kept for the sink's lifetime: a consumer that attaches later adds its own listener, and a
+  // consumer that attaches to an already destroyed sink gets `sink.errored` from it.
+  holdErrors(sink)
+  sink.once('close', () => {
+    source.off('close', onSourceClose)
+    if (source.readableEnded) return
+    source.unpipe(sink)
+    if (options.destroySource) source.destroy()
+    else source.pause()
+  })
+  return source.pipe(sink)
 }

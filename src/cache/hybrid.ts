@@ -20,6 +20,7 @@ import type { ObjectMeta } from '../stores/types.ts'
 import { type Readable, Transform } from 'node:stream'
 import type { Cache, CacheHit, TierStats } from './types.ts'
 import { type Bytes, keep } from './bytes.ts'
+import { link } from '../streams.ts'
 
 export interface HybridCacheOptions {
   memory: Cache
@@ -189,9 +190,7 @@ function recording(source: Readable, size: number): { stream: Readable; body: Pr
     },
   })
   stream.once('close', () => settle.reject(new Error('closed before the end')))
-  source.once('error', (error) => stream.destroy(error))
-  stream.once('close', () => source.destroy())
-  return { stream: source.pipe(stream), body }
+  return { stream: link(source, stream, { destroySource: true }), body }
 }
 
 async function readAll(hit: Extract<CacheHit, { tier: 'disk' }>): Promise<Bytes> {

@@ -186,6 +186,12 @@ function send(outgoing: ServerResponse, status: number, headers: OutgoingHttpHea
     body.destroy()
     return
   }
+  if (body.destroyed) {
+    // The body failed (or was cut) before anyone read it: its 'close' has already fired.
+    logger.debug('response body ended before it was sent', { err: body.errored })
+    outgoing.destroy()
+    return
+  }
   body.once('error', (error) => {
     logger.debug('response stream ended early', { err: error })
     outgoing.destroy(error)

@@ -109,6 +109,8 @@ export async function spawnCli(args: string[], pattern: RegExp, options: { env?:
   return {
     match,
     output: () => output,
+    /** The exit code or signal, once the process has ended; undefined while it runs. */
+    exited: () => child.exitCode ?? child.signalCode ?? undefined,
     async stop() {
       child.removeAllListeners('exit')
       if (child.exitCode !== null) return
