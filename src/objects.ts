@@ -8,6 +8,7 @@ import { DEFAULT_CONTENT_TYPE, contentTypeFromKey, sniffContentType } from './co
 import { PayloadTooLargeError, RequestAbortedError, UpstreamError } from './errors.ts'
 import type { Logger } from './log.ts'
 import type { CacheResult, Telemetry } from './metrics.ts'
+import type { PagePlan } from './page-budget.ts'
 import { createPager } from './pages.ts'
 import { failWhenIdle, isMissingFile, link, sliceStream, whenReadable } from './streams.ts'
 import type { ByteRange, ObjectMeta, PutOptions, Store } from './stores/types.ts'
@@ -22,7 +23,11 @@ export interface OpenObject {
   result: CacheResult
   /** Whole object, or one inclusive range of it. Memory hits come back as bytes, not streams. */
   read(range?: ByteRange): Promise<Bytes | Readable>
-  /** For paged objects: whether these ranges are all served from cache (else the same as `result`). */
+  /**
+   * Called once with all the request's ranges before any `read`. For paged objects: whether
+   * they are all served from cache, and the plan of which pages the reads may fetch (else the
+   * same as `result`).
+   */
   cached(ranges: readonly ByteRange[]): Promise<boolean>
   release(): void
   /** The whole object, when it sits in memory: served with no await at all. */
@@ -156,6 +161,7 @@ export function createObjectService(options: ObjectServiceOptions) {
     pageSize: pageSize || 1,
     readAhead: options.readAhead ?? 2,
     upstream,
+    readExact: readVersion,
     watch: (store, body) => failWhenIdle(body, timeoutMs, stalled(store)),
     async onChanged(ck) {
       known.delete(ck)
@@ -227,16 +233,26 @@ export function createObjectService(options: ObjectServiceOptions) {
   const slice = (bytes: Bytes, range?: ByteRange) => (range ? sliceBytes(bytes, range.start, range.end) : bytes)
   const whole = (meta: ObjectMeta): ByteRange => ({ start: 0, end: meta.size - 1 })
 
-  /** A paged object's hit or miss depends on the ranges asked for: counted in `cached`. */
-  function paged(store: Store, key: string, ck: string, meta: ObjectMeta, method: string): OpenObject {
+  /**
+   * A paged object's hit or miss depends on the ranges asked for: counted in `cached`, which
+   * also plans which cold pages the request may fetch (page-budget.ts) before any read.
+   * `counted`: the request was already counted (it joined a flight), and is never a hit.
+   */
+  function paged(store: Store, key: string, ck: string, meta: ObjectMeta, method: string, counted?: CacheResult): OpenObject {
+    let plan: Promise<PagePlan> | undefined
+    const planned = (ranges: readonly ByteRange[]) => (plan ??= pager.plan(ck, meta, ranges))
     return {
       meta,
-      result: 'miss',
-      read: (range) => pager.read(store, key, ck, meta, range ?? whole(meta)),
+      result: counted ?? 'miss',
+      async read(range = whole(meta)) {
+        const { mayFetch } = await planned([range])
+        return pager.read(store, key, ck, meta, range, mayFetch)
+      },
       async cached(ranges) {
-        const all = await pager.allCached(ck, meta, ranges)
-        telemetry.cacheResult(method, all ? 'hit' : 'miss')
-        return all
+        const { cached } = await planned(ranges)
+        if (counted) return false
+        telemetry.cacheResult(method, cached ? 'hit' : 'miss')
+        return cached
       },
       release() {},
     }
@@ -331,7 +347,7 @@ export function createObjectService(options: ObjectServiceOptions) {
     }
     if (pageSize > 0 && ranged) {
       outcome.take()?.destroy()
-      return { ...paged(store, key, ck, outcome.meta, method), result, cached: async () => false }
+      return paged(store, key, ck, outcome.meta, method, result)
     }
     // A follower of an uncacheable object: streaming one body to many clients of different
     // speeds would need unbounded buffering, so each follower reads its own.

@@ -3,6 +3,7 @@ import { type Bytes, chunksOf, sliceBytes } from './cache/bytes.ts'
 import { Fill } from './cache/fill.ts'
 import type { Cache } from './cache/types.ts'
 import { UpstreamError } from './errors.ts'
+import { type PagePlan, type PageState, planPages } from './page-budget.ts'
 import { isMissingFile, sliceStream, whenReadable } from './streams.ts'
 import type { ByteRange, ObjectMeta, Store } from './stores/types.ts'
 
@@ -14,6 +15,8 @@ export interface PagerOptions {
   readAhead: number
   /** Wraps a store call with metrics. */
   upstream<T>(store: Store, op: string, call: () => Promise<T>): Promise<T>
+  /** A ranged GET of exactly `range`, not cached, that fails unless the store still has version `meta`. */
+  readExact(store: Store, key: string, meta: ObjectMeta, range: ByteRange): Promise<Readable>
   /** Guards a page body the pager reads (an idle timeout). */
   watch(store: Store, body: Readable): Readable
   /** The object changed upstream (its ETag or size moved): forget what we knew of it. */
@@ -25,8 +28,9 @@ export interface PagerOptions {
 /**
  * A page in memory or on disk, or one still arriving: a fill that every reader streams from
  * as its bytes come in, so the first byte of a page miss goes out before the page is whole.
+ * `exact`: a page this request may not fetch (see page-budget.ts): read only the bytes wanted.
  */
-type Page = { bytes: Bytes } | { open(range: ByteRange): Readable } | { fill: Fill }
+type Page = { bytes: Bytes } | { open(range: ByteRange): Readable } | { fill: Fill } | { exact: true }
 
 /**
  * A page is cached as an entry of its own size (tiers check that size against the bytes),
@@ -84,14 +88,15 @@ export function createPager(options: PagerOptions) {
     return { fill, filled: fill.consume(options.watch(store, got.body)) }
   }
 
-  /** One page, from the cache when it holds this version, else fetched (singleflight). */
-  async function getPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number, fromCache = true): Promise<Page> {
+  /** One page, from the cache when it holds this version, else joined or fetched (singleflight) if `mayFetch` lets it. */
+  async function getPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number, mayFetch: PagePlan['mayFetch'], fromCache = true): Promise<Page> {
     const pk = pageKey(ck, index)
     const hit = fromCache ? await cache.get(pk) : undefined
     if (hit && isPageOf(hit.meta, meta, index)) return hit.tier === 'memory' ? { bytes: hit.body } : { open: hit.open }
     const fk = flightKey(pk, meta)
     let flight = flights.get(fk)
     if (!flight) {
+      if (!mayFetch(index)) return { exact: true }
       const fetched = fetchPage(store, key, ck, meta, index)
       flight = fetched.then(({ fill }) => ({ fill }))
       flights.set(fk, flight)
@@ -112,44 +117,55 @@ export function createPager(options: PagerOptions) {
     return flight
   }
 
-  /** True when every page of `ranges` is cached now (for `X-CG-Status`). */
-  async function allCached(ck: string, meta: ObjectMeta, ranges: readonly ByteRange[]): Promise<boolean> {
-    for (const range of ranges) {
-      for (let i = Math.floor(range.start / pageSize); i <= Math.floor(range.end / pageSize); i++) {
-        const hit = await cache.get(pageKey(ck, i))
-        if (!hit || !isPageOf(hit.meta, meta, i)) return false
-      }
-    }
-    return true
+  /** Where page `index` stands for this version: cached, being fetched, or neither. */
+  async function pageState(ck: string, meta: ObjectMeta, index: number): Promise<PageState> {
+    const pk = pageKey(ck, index)
+    const hit = await cache.get(pk)
+    if (hit && isPageOf(hit.meta, meta, index)) return 'cached'
+    return flights.has(flightKey(pk, meta)) ? 'inflight' : 'missing'
+  }
+
+  /** Decides, once per request and before any read, which cold pages its ranges may fetch. */
+  function plan(ck: string, meta: ObjectMeta, ranges: readonly ByteRange[]): Promise<PagePlan> {
+    return planPages(ranges, pageSize, meta.size, (index) => pageState(ck, meta, index))
   }
 
   /**
    * Streams `range` page after page, fetching at most `readAhead` pages beyond the one being
    * sent. The first page's upstream answer is awaited before this resolves, so a failing
    * store is an error status rather than a truncated body; its bytes stream as they arrive.
+   * A page `mayFetch` refuses (and not cached or in flight) is read as the exact bytes wanted.
    */
-  async function read(store: Store, key: string, ck: string, meta: ObjectMeta, range: ByteRange): Promise<Readable> {
+  async function read(store: Store, key: string, ck: string, meta: ObjectMeta, range: ByteRange, mayFetch: PagePlan['mayFetch']): Promise<Readable> {
     const first = Math.floor(range.start / pageSize)
     const last = Math.floor(range.end / pageSize)
     const pending = new Map<number, Promise<Page>>()
     const request = (index: number) => {
       if (index > last || pending.has(index)) return
-      const page = getPage(store, key, ck, meta, index)
+      const page = getPage(store, key, ck, meta, index, mayFetch)
       page.catch(() => {}) // observed when awaited; a page nobody awaits must not crash the process
       pending.set(index, page)
     }
+    /** The bytes of `range` that page `index` holds, relative to the page. */
+    const wantedOf = (index: number): ByteRange => {
+      const base = index * pageSize
+      return { start: Math.max(range.start, base) - base, end: Math.min(range.end, base + pageSize - 1) - base }
+    }
+    const exactly = (index: number) => {
+      const { start, end } = wantedOf(index)
+      return options.readExact(store, key, meta, { start: index * pageSize + start, end: index * pageSize + end })
+    }
     request(first)
-    await pending.get(first)
+    // An exact first page is opened now too, so that its failure is still an error status.
+    let opened = 'exact' in (await pending.get(first)!) ? await exactly(first) : undefined
     async function* pages(): AsyncGenerator<Buffer> {
       for (let index = first; index <= last; index++) {
         for (let ahead = 1; ahead <= readAhead; ahead++) request(index + ahead)
         request(index)
         let page = await pending.get(index)!
         pending.delete(index)
-        const base = index * pageSize
-        const from = Math.max(range.start, base) - base
-        const to = Math.min(range.end, base + pageSize - 1) - base
-        const wanted = { start: from, end: to }
+        const wanted = wantedOf(index)
+        const { start: from, end: to } = wanted
         let body: Readable | undefined
         if ('open' in page) {
           body = page.open(wanted)
@@ -159,20 +175,25 @@ export function createPager(options: PagerOptions) {
             // Evicted or replaced between the lookup and the open: fetch the page instead.
             if (!isMissingFile(error)) throw error
             body = undefined
-            page = await getPage(store, key, ck, meta, index, false)
+            page = await getPage(store, key, ck, meta, index, mayFetch, false)
           }
         }
         if ('bytes' in page) yield* chunksOf(sliceBytes(page.bytes, from, to))
         else {
-          body ??= 'open' in page ? page.open(wanted) : sliceStream(page.fill.subscribe(), wanted)
+          body ??= 'open' in page ? page.open(wanted) : 'fill' in page ? sliceStream(page.fill.subscribe(), wanted) : (opened ?? (await exactly(index)))
+          opened = undefined
           for await (const chunk of body) yield chunk as Buffer
         }
       }
     }
-    return Readable.from(pages(), { objectMode: false })
+    const out = Readable.from(pages(), { objectMode: false })
+    // The first page's exact body was opened before the generator ran: a client that leaves
+    // first must still release it (a connection to the store).
+    out.once('close', () => opened?.destroy())
+    return out
   }
 
-  return { read, allCached, inflight: () => flights.size }
+  return { read, plan, inflight: () => flights.size }
 }
 
 export type Pager = ReturnType<typeof createPager>

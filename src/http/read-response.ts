@@ -126,7 +126,9 @@ async function writeParts(
 ): Promise<void> {
   const { meta } = object
   const ranges: ByteRange[] = resolved.type === 'partial' ? resolved.ranges : [{ start: 0, end: meta.size - 1 }]
-  const hit = object.result === 'hit' || (object.result !== 'inflight' && meta.size > 0 && (await object.cached(ranges)))
+  // Asked even of an object joined in flight: a paged one plans its reads from all the ranges.
+  const cached = object.result !== 'hit' && meta.size > 0 && (await object.cached(ranges))
+  const hit = object.result === 'hit' || (object.result !== 'inflight' && cached)
   const headers = objectHeaders(meta, hit, principal, nowMs)
 
   if (resolved.type === 'full') {
