@@ -9,6 +9,7 @@ import { Telemetry } from './metrics.ts'
 import { createObjectService } from './objects.ts'
 import type { Store } from './stores/types.ts'
 import { createObjectHandler, isObjectPath, splitTarget } from './http/object-routes.ts'
+import { announcesBody } from './http/unread-body.ts'
 
 export interface AppDeps {
   config: Config
@@ -71,7 +72,11 @@ export function createApp(deps: AppDeps) {
 
   function handle(incoming: IncomingMessage, outgoing: ServerResponse): void {
     const { path, query } = splitTarget(incoming.url ?? '/')
-    if (isObjectPath(path)) {
+    const object = isObjectPath(path)
+    // Only an object PUT reads a body; any other body would be read and discarded by Node to
+    // keep the connection alive, however long it is (see http/unread-body.ts).
+    if (!(object && incoming.method === 'PUT') && announcesBody(incoming)) outgoing.setHeader('Connection', 'close')
+    if (object) {
       const unhandled = (error: unknown) => {
         logger.error('unhandled error', { err: error })
         deps.reportError?.(error)

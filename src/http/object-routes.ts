@@ -10,6 +10,7 @@ import type { Store } from '../stores/types.ts'
 import { evaluatePreconditions } from './conditional.ts'
 import { toHttpError } from './errors.ts'
 import { objectHeaders, preconditionStatus, validatorHeaders, writeObject } from './read-response.ts'
+import { closeIfBodyUnread } from './unread-body.ts'
 
 const OBJECT_METHODS = 'GET, HEAD, PUT'
 
@@ -244,6 +245,8 @@ export function send(outgoing: ServerResponse, status: number, body: unknown, he
     outgoing.destroy()
     return
   }
+  // A refused upload is not read to its end: the connection closes after the answer.
+  if (status >= 400) closeIfBodyUnread(outgoing)
   const json = JSON.stringify(body)
   outgoing.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(json), 'X-Content-Type-Options': 'nosniff', ...headers })
   outgoing.end(json)
