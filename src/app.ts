@@ -10,6 +10,7 @@ import { createObjectService } from './objects.ts'
 import type { Store } from './stores/types.ts'
 import { createObjectHandler, isObjectPath, splitTarget } from './http/object-routes.ts'
 import { announcesBody } from './http/unread-body.ts'
+import { UploadRateGuard } from './http/upload-rate.ts'
 
 export interface AppDeps {
   config: Config
@@ -47,13 +48,19 @@ export function createApp(deps: AppDeps) {
     logger,
   })
   telemetry.attach({ tiers: () => cache.stats(), inflightFills: objects.inflightFills })
+  const { limits } = config
   const authenticate = createAuthenticator({
     publicKey: config.auth.public_key,
     previousPublicKeys: config.auth.previous_public_keys.filter((k): k is string => Boolean(k)),
     bearerToken: config.auth.bearer_token,
     now: deps.now,
   })
-  const objectHandler = createObjectHandler({ stores, objects, authenticate, telemetry, logger, now: deps.now, reportError: deps.reportError })
+  const uploadRate =
+    limits.min_upload_bytes_per_second > 0
+      ? new UploadRateGuard({ minBytesPerSecond: limits.min_upload_bytes_per_second, windowMs: limits.upload_rate_window_seconds * 1000, logger, onCut: () => telemetry.connectionCut('slow_upload') })
+      : undefined
+  const watchUpload = uploadRate && ((incoming: IncomingMessage) => uploadRate.watch(incoming))
+  const objectHandler = createObjectHandler({ stores, objects, authenticate, watchUpload, telemetry, logger, now: deps.now, reportError: deps.reportError })
 
   const app = new Hono()
   app.get('/health', (c) => c.json({ status: 'ok' }))

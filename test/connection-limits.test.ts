@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict'
+import http from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import { BEARER, type TestGateway, startGateway } from './helpers/gateway.ts'
-import { connectRaw, parseHead, within } from './helpers/raw-socket.ts'
+import { createFsStore } from '../src/stores/fs.ts'
+import type { Store } from '../src/stores/types.ts'
+import { BEARER, type TestGateway, rawRequest, startGateway, tempDir } from './helpers/gateway.ts'
+import { type RawConnection, connectRaw, parseHead, within } from './helpers/raw-socket.ts'
 
 const auth = `Authorization: Bearer ${BEARER}\r\n`
 const HUGE = 'Content-Length: 100000000000\r\n'
@@ -69,5 +73,121 @@ describe('refused requests with a body close their connection', () => {
     } finally {
       raw.destroy()
     }
+  })
+})
+
+describe('limits.min_upload_bytes_per_second', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway({ raw: { limits: { min_upload_bytes_per_second: 1000, upload_rate_window_seconds: 1 } } })
+  })
+  after(() => gw.close())
+
+  it('cuts a PUT whose body trickles at 10 bytes a second, and the gateway keeps serving', async () => {
+    const raw = await connectRaw(gw.url)
+    try {
+      raw.socket.write(`PUT /local/slow.txt HTTP/1.1\r\nHost: test\r\n${auth}Content-Length: 100000\r\n\r\n`)
+      raw.trickle(Buffer.from('0123456789'), 1000)
+      const closedAfterMs = await within(raw.closed, 5000, 'still open' as const)
+      assert.notEqual(closedAfterMs, 'still open', 'a body at 10 B/s was not cut')
+      assert.ok((closedAfterMs as number) >= 900, `cut after ${closedAfterMs} ms, before a whole window`)
+    } finally {
+      raw.destroy()
+    }
+    assert.equal((await rawRequest(gw.url, 'GET', '/health')).status, 200)
+    assert.equal((await rawRequest(gw.url, 'GET', '/local/slow.txt', { Authorization: `Bearer ${BEARER}` })).status, 404)
+  })
+
+  it('cuts a PUT that sends its headers and then nothing', async () => {
+    const raw = await connectRaw(gw.url)
+    try {
+      raw.socket.write(`PUT /local/silent.txt HTTP/1.1\r\nHost: test\r\n${auth}Content-Length: 10\r\n\r\n`)
+      assert.notEqual(await within(raw.closed, 5000, 'still open'), 'still open')
+    } finally {
+      raw.destroy()
+    }
+  })
+
+  it('leaves a PUT at normal speed alone', async () => {
+    const body = Buffer.alloc(4 * 2 ** 20, 'abcdefgh')
+    const put = await rawRequest(gw.url, 'PUT', '/local/fast.bin', { Authorization: `Bearer ${BEARER}` }, body)
+    assert.equal(put.status, 200)
+    const got = await rawRequest(gw.url, 'GET', '/local/fast.bin', { Authorization: `Bearer ${BEARER}` })
+    assert.ok(got.body.equals(body))
+  })
+
+})
+
+describe('limits.min_upload_bytes_per_second with a store that is slow to read', () => {
+  let gw: TestGateway
+  before(async () => {
+    const root = await tempDir()
+    const fs = createFsStore({ id: 'local', root })
+    // The store waits 2.5 s before it reads the body: the gateway is the one not reading.
+    const slow: Store = { ...fs, head: fs.head.bind(fs), get: fs.get.bind(fs), put: async (key, body, options) => (await sleep(2500), fs.put(key, body, options)) }
+    gw = await startGateway({ root, stores: new Map([['local', slow]]), raw: { limits: { min_upload_bytes_per_second: 1000, upload_rate_window_seconds: 1 } } })
+  })
+  after(() => gw.close())
+
+  it('does not blame the client for backpressure', async () => {
+    const body = Buffer.alloc(2 ** 20, 'z')
+    const raw = await connectRaw(gw.url)
+    try {
+      raw.socket.write(`PUT /local/paced.bin HTTP/1.1\r\nHost: test\r\n${auth}Content-Length: ${body.length}\r\n\r\n`)
+      raw.socket.write(body)
+      for (let i = 0; i < 100 && !parseHead(raw.received()) && !raw.isClosed(); i++) await sleep(50)
+      assert.equal(parseHead(raw.received())?.status, 200, `closed: ${raw.isClosed()}; ${raw.received().slice(0, 200)}`)
+    } finally {
+      raw.destroy()
+    }
+  })
+})
+
+describe('limits.max_connections', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway({ raw: { limits: { max_connections: 2 } } })
+  })
+  after(() => gw.close())
+
+  /** A connection that has been served once (so the server has surely accepted it). */
+  async function held(): Promise<RawConnection> {
+    const raw = await connectRaw(gw.url)
+    raw.socket.write('GET /health HTTP/1.1\r\nHost: test\r\n\r\n')
+    while (!parseHead(raw.received()) && !raw.isClosed()) await sleep(10)
+    return raw
+  }
+
+  it('closes a third connection while two are held, and accepts again once one is gone', async () => {
+    const first = await held()
+    const second = await held()
+    try {
+      assert.equal(parseHead(first.received())?.status, 200)
+      assert.equal(parseHead(second.received())?.status, 200)
+      const third = await connectRaw(gw.url)
+      third.socket.write('GET /health HTTP/1.1\r\nHost: test\r\n\r\n')
+      assert.notEqual(await within(third.closed, 2000, 'still open'), 'still open', 'a third connection was accepted')
+      assert.equal(third.received(), '')
+      first.destroy()
+      await first.closed
+      await sleep(50)
+      const fourth = await held()
+      assert.equal(parseHead(fourth.received())?.status, 200)
+      fourth.destroy()
+      await fourth.closed
+    } finally {
+      first.destroy()
+      second.destroy()
+    }
+    await second.closed
+    await sleep(50)
+    const metrics = await new Promise<string>((resolve, reject) =>
+      http.get(`${gw.url}/metrics`, { agent: false }, (res) => {
+        let text = ''
+        res.on('data', (d: Buffer) => (text += d))
+        res.on('end', () => resolve(text))
+      }).on('error', reject),
+    )
+    assert.match(metrics, /cachegate_connections_cut_total\{reason="max_connections"\} [1-9]/)
   })
 })

@@ -23,6 +23,8 @@ export interface ObjectRouteDeps {
   stores: ReadonlyMap<string, Store>
   objects: ObjectService
   authenticate: (request: { method: string; bucket: string; key: string; sig?: string; authorization?: string }) => Principal
+  /** Watches a PUT body's arrival rate until the returned function is called (limits.min_upload_bytes_per_second). */
+  watchUpload?: (incoming: IncomingMessage) => () => void
   telemetry: Telemetry
   logger: Logger
   now?: () => number
@@ -145,7 +147,11 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
     if (!store) return send(outgoing, 404, { error: 'not found', message: `no bucket "${bucket}"` })
     if (!known) rememberPath(path, parsed)
 
-    if (method === 'PUT') return handlePut(incoming, outgoing, store, key)
+    if (method === 'PUT') {
+      const unwatch = deps.watchUpload?.(incoming)
+      const put = handlePut(incoming, outgoing, store, key)
+      return unwatch ? put.finally(unwatch) : put
+    }
     if (method === 'HEAD') return handleHead(incoming, outgoing, store, key, principal, params?.get('prefetch'))
     const inMemory = objects.openInMemory(store, key, method)
     if (inMemory) return serve(incoming, outgoing, inMemory, principal)
