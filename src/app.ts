@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Hono } from 'hono'
 import { getRequestListener } from '@hono/node-server'
+import { FailureLimiter } from './auth/failure-limiter.ts'
 import { createAuthenticator } from './auth/middleware.ts'
 import type { Cache } from './cache/types.ts'
 import type { Config } from './config/schema.ts'
@@ -53,6 +54,8 @@ export function createApp(deps: AppDeps) {
     publicKey: config.auth.public_key,
     previousPublicKeys: config.auth.previous_public_keys.filter((k): k is string => Boolean(k)),
     bearerToken: config.auth.bearer_token,
+    limiter: limits.failed_auth_per_second > 0 && limits.failed_auth_burst > 0 ? new FailureLimiter({ perSecond: limits.failed_auth_per_second, burst: limits.failed_auth_burst }) : undefined,
+    onLimited: (client) => logger.warn('failed-auth limit reached; answering 429 until it refills', { client }),
     now: deps.now,
   })
   const uploadRate =

@@ -48,12 +48,26 @@ export class AuthError extends Error {
   }
 }
 
+/**
+ * Too many failed authentications from one client address: answered without checking the
+ * credential (that check, an Ed25519 verification, is the cost being bounded).
+ */
+export class AuthRateLimitedError extends Error {
+  override name = 'AuthRateLimitedError'
+  /** Whole seconds until the client may try again (the `Retry-After` value). */
+  readonly retryAfterSeconds: number
+  constructor(retryAfterSeconds: number) {
+    super(`too many failed authentications from this address; retry in ${retryAfterSeconds} s`)
+    this.retryAfterSeconds = retryAfterSeconds
+  }
+}
+
 /** The client went away or sent a broken body while we were reading it. */
 export class RequestAbortedError extends Error {
   override name = 'RequestAbortedError'
 }
 
-const DOMAIN_ERRORS = new Set(['InvalidKeyError', 'UpstreamError', 'PreconditionFailedError', 'PayloadTooLargeError', 'AuthError', 'RequestAbortedError'])
+const DOMAIN_ERRORS = new Set(['InvalidKeyError', 'UpstreamError', 'PreconditionFailedError', 'PayloadTooLargeError', 'AuthError', 'AuthRateLimitedError', 'RequestAbortedError'])
 
 /** True for the errors above: stores pass them through instead of wrapping them. */
 export function isDomainError(error: unknown): error is Error {

@@ -118,7 +118,7 @@ const sentry = z
 /** A count or rate where 0 turns the protection off. */
 const nonNegative = (max: number) => number.pipe(z.number().min(0).max(max))
 
-/** Protections against clients that hold connections. */
+/** Protections against clients that hold connections or flood failed authentications. */
 const limits = z
   .object({
     /** Open connections accepted at once (`server.maxConnections`); 0: unlimited. */
@@ -127,6 +127,10 @@ const limits = z
     min_upload_bytes_per_second: size.pipe(z.number().max(2 ** 30)).default(1024),
     /** The window the upload rate is measured over. */
     upload_rate_window_seconds: number.pipe(z.number().positive().max(3600)).default(30),
+    /** Failed authentications a client address may sustain per second; 0: no limit. */
+    failed_auth_per_second: nonNegative(1_000_000).default(20),
+    /** Failed authentications a client address may make in a burst; 0: no limit. */
+    failed_auth_burst: nonNegative(1_000_000).pipe(z.number().int()).default(100),
   })
   .strict()
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Principal } from '../auth/middleware.ts'
 import { isValidContentType } from '../content-type.ts'
-import { AuthError, InvalidKeyError, PreconditionFailedError, RequestAbortedError } from '../errors.ts'
+import { AuthError, AuthRateLimitedError, InvalidKeyError, PreconditionFailedError, RequestAbortedError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Telemetry } from '../metrics.ts'
 import type { ObjectService, OpenObject } from '../objects.ts'
@@ -22,7 +22,7 @@ const PARSED_PATH_MAX_LENGTH = 256
 export interface ObjectRouteDeps {
   stores: ReadonlyMap<string, Store>
   objects: ObjectService
-  authenticate: (request: { method: string; bucket: string; key: string; sig?: string; authorization?: string }) => Principal
+  authenticate: (request: { method: string; bucket: string; key: string; sig?: string; authorization?: string; client?: string }) => Principal
   /** Watches a PUT body's arrival rate until the returned function is called (limits.min_upload_bytes_per_second). */
   watchUpload?: (incoming: IncomingMessage) => () => void
   telemetry: Telemetry
@@ -123,6 +123,8 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
       telemetry.authFailure(error.reason)
       logger.info('auth failed', { method, reason: error.reason, detail: error.message })
     }
+    // Logged once per client when its bucket empties (app.ts), not per refused request.
+    if (error instanceof AuthRateLimitedError) telemetry.authFailure('rate limited')
     const mapped = toHttpError(error)
     if (mapped.status >= 500) logger.warn('request failed', { method, status: mapped.status, err: error })
     if (mapped.status === 500) deps.reportError?.(error)
@@ -142,7 +144,7 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
     const params = query === '' ? undefined : new URLSearchParams(query)
     const sigs = params?.getAll('sig') ?? []
     if (sigs.length > 1) throw new AuthError('malformed signature', 'more than one sig parameter')
-    const principal = authenticate({ method, bucket, key, sig: sigs[0], authorization: incoming.headers.authorization })
+    const principal = authenticate({ method, bucket, key, sig: sigs[0], authorization: incoming.headers.authorization, client: incoming.socket.remoteAddress })
     const store = stores.get(bucket)
     if (!store) return send(outgoing, 404, { error: 'not found', message: `no bucket "${bucket}"` })
     if (!known) rememberPath(path, parsed)
