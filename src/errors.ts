@@ -57,7 +57,12 @@ export class AuthRateLimitedError extends Error {
   /** Whole seconds until the client may try again (the `Retry-After` value). */
   readonly retryAfterSeconds: number
   constructor(retryAfterSeconds: number) {
+    // Thrown for every refused request of a flood, where its stack says nothing: capturing
+    // one was 15% of the gateway's CPU time in a profile of `npm run bench:auth-flood`.
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
     super(`too many failed authentications from this address; retry in ${retryAfterSeconds} s`)
+    Error.stackTraceLimit = limit
     this.retryAfterSeconds = retryAfterSeconds
   }
 }
