@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import path from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import { ConfigError, validateConfig } from '../src/config/load.ts'
 import http from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { createFsStore } from '../src/stores/fs.ts'
 import type { Store } from '../src/stores/types.ts'
-import { BEARER, type TestGateway, rawRequest, startGateway, tempDir } from './helpers/gateway.ts'
+import { BEARER, ROOT, type TestGateway, rawRequest, startGateway, tempDir } from './helpers/gateway.ts'
 import { type RawConnection, connectRaw, parseHead, within } from './helpers/raw-socket.ts'
 
 const auth = `Authorization: Bearer ${BEARER}\r\n`
@@ -189,5 +193,31 @@ describe('limits.max_connections', () => {
       }).on('error', reject),
     )
     assert.match(metrics, /cachegate_connections_cut_total\{reason="max_connections"\} [1-9]/)
+  })
+})
+
+describe('limits config', () => {
+  const base = { auth: { bearer_token: BEARER }, stores: { local: { type: 'fs', root: '/tmp' } } }
+
+  it('has the defaults documented (commented out) in config.example.yaml', async () => {
+    const text = await readFile(path.join(ROOT, 'config.example.yaml'), 'utf8')
+    const block = text.slice(text.indexOf('# limits:')).split('\n\n')[0]!.replace(/^# ?/gm, '')
+    const documented = validateConfig({ ...base, ...parseYaml(block) }).limits
+    assert.deepEqual(documented, validateConfig(base).limits)
+    assert.deepEqual(documented, { max_connections: 10_000, min_upload_bytes_per_second: 1024, upload_rate_window_seconds: 30, failed_auth_per_second: 20, failed_auth_burst: 100 })
+  })
+
+  it('refuses negative, fractional and unknown values, listing each', () => {
+    assert.throws(
+      () => validateConfig({ ...base, limits: { max_connections: -1, failed_auth_burst: 1.5, min_upload_bytes_per_second: 'fast', upload_rate_window_seconds: 0, failed_auth_per_sec: 1 } }),
+      (error: unknown) => error instanceof ConfigError && ['max_connections', 'failed_auth_burst', 'min_upload_bytes_per_second', 'upload_rate_window_seconds', 'failed_auth_per_sec'].every((key) => error.problems.some((p) => p.includes(key))),
+    )
+  })
+
+  it('takes flat environment variables', async () => {
+    const { loadConfig } = await import('../src/config/load.ts')
+    const config = loadConfig('env', { CACHEGATE__AUTH__BEARER_TOKEN: BEARER, CACHEGATE__STORES__local__TYPE: 'fs', CACHEGATE__STORES__local__ROOT: '/tmp', CACHEGATE__LIMITS__FAILED_AUTH_PER_SECOND: '0', CACHEGATE__LIMITS__MIN_UPLOAD_BYTES_PER_SECOND: '4KiB' })
+    assert.equal(config.limits.failed_auth_per_second, 0)
+    assert.equal(config.limits.min_upload_bytes_per_second, 4096)
   })
 })
