@@ -139,7 +139,7 @@ describe('limits.min_upload_bytes_per_second with a store that is slow to read',
     try {
       raw.socket.write(`PUT /local/paced.bin HTTP/1.1\r\nHost: test\r\n${auth}Content-Length: ${body.length}\r\n\r\n`)
       raw.socket.write(body)
-      for (let i = 0; i < 100 && !parseHead(raw.received()) && !raw.isClosed(); i++) await sleep(50)
+      for (let i = 0; i < 200 && !parseHead(raw.received()) && !raw.isClosed(); i++) await sleep(50)
       assert.equal(parseHead(raw.received())?.status, 200, `closed: ${raw.isClosed()}; ${raw.received().slice(0, 200)}`)
     } finally {
       raw.destroy()
