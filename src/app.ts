@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Hono } from 'hono'
 import { getRequestListener } from '@hono/node-server'
+import { FailureLimiter } from './auth/failure-limiter.ts'
 import { createAuthenticator } from './auth/middleware.ts'
 import type { Cache } from './cache/types.ts'
 import type { Config } from './config/schema.ts'
@@ -9,6 +10,8 @@ import { Telemetry } from './metrics.ts'
 import { createObjectService } from './objects.ts'
 import type { Store } from './stores/types.ts'
 import { createObjectHandler, isObjectPath, splitTarget } from './http/object-routes.ts'
+import { announcesBody } from './http/unread-body.ts'
+import { UploadRateGuard } from './http/upload-rate.ts'
 
 export interface AppDeps {
   config: Config
@@ -46,13 +49,21 @@ export function createApp(deps: AppDeps) {
     logger,
   })
   telemetry.attach({ tiers: () => cache.stats(), inflightFills: objects.inflightFills })
+  const { limits } = config
   const authenticate = createAuthenticator({
     publicKey: config.auth.public_key,
     previousPublicKeys: config.auth.previous_public_keys.filter((k): k is string => Boolean(k)),
     bearerToken: config.auth.bearer_token,
+    limiter: limits.failed_auth_per_second > 0 && limits.failed_auth_burst > 0 ? new FailureLimiter({ perSecond: limits.failed_auth_per_second, burst: limits.failed_auth_burst }) : undefined,
+    onLimited: (client) => logger.warn('failed-auth limit reached; answering 429 until it refills', { client }),
     now: deps.now,
   })
-  const objectHandler = createObjectHandler({ stores, objects, authenticate, telemetry, logger, now: deps.now, reportError: deps.reportError })
+  const uploadRate =
+    limits.min_upload_bytes_per_second > 0
+      ? new UploadRateGuard({ minBytesPerSecond: limits.min_upload_bytes_per_second, windowMs: limits.upload_rate_window_seconds * 1000, logger, onCut: () => telemetry.connectionCut('slow_upload') })
+      : undefined
+  const watchUpload = uploadRate && ((incoming: IncomingMessage) => uploadRate.watch(incoming))
+  const objectHandler = createObjectHandler({ stores, objects, authenticate, watchUpload, telemetry, logger, now: deps.now, reportError: deps.reportError })
 
   const app = new Hono()
   app.get('/health', (c) => c.json({ status: 'ok' }))
@@ -71,7 +82,11 @@ export function createApp(deps: AppDeps) {
 
   function handle(incoming: IncomingMessage, outgoing: ServerResponse): void {
     const { path, query } = splitTarget(incoming.url ?? '/')
-    if (isObjectPath(path)) {
+    const object = isObjectPath(path)
+    // Only an object PUT reads a body; any other body would be read and discarded by Node to
+    // keep the connection alive, however long it is (see http/unread-body.ts).
+    if (!(object && incoming.method === 'PUT') && announcesBody(incoming)) outgoing.setHeader('Connection', 'close')
+    if (object) {
       const unhandled = (error: unknown) => {
         logger.error('unhandled error', { err: error })
         deps.reportError?.(error)

@@ -48,12 +48,31 @@ export class AuthError extends Error {
   }
 }
 
+/**
+ * Too many failed authentications from one client address: answered without checking the
+ * credential (that check, an Ed25519 verification, is the cost being bounded).
+ */
+export class AuthRateLimitedError extends Error {
+  override name = 'AuthRateLimitedError'
+  /** Whole seconds until the client may try again (the `Retry-After` value). */
+  readonly retryAfterSeconds: number
+  constructor(retryAfterSeconds: number) {
+    // Thrown for every refused request of a flood, where its stack says nothing: capturing
+    // one was 15% of the gateway's CPU time in a profile of `npm run bench:auth-flood`.
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
+    super(`too many failed authentications from this address; retry in ${retryAfterSeconds} s`)
+    Error.stackTraceLimit = limit
+    this.retryAfterSeconds = retryAfterSeconds
+  }
+}
+
 /** The client went away or sent a broken body while we were reading it. */
 export class RequestAbortedError extends Error {
   override name = 'RequestAbortedError'
 }
 
-const DOMAIN_ERRORS = new Set(['InvalidKeyError', 'UpstreamError', 'PreconditionFailedError', 'PayloadTooLargeError', 'AuthError', 'RequestAbortedError'])
+const DOMAIN_ERRORS = new Set(['InvalidKeyError', 'UpstreamError', 'PreconditionFailedError', 'PayloadTooLargeError', 'AuthError', 'AuthRateLimitedError', 'RequestAbortedError'])
 
 /** True for the errors above: stores pass them through instead of wrapping them. */
 export function isDomainError(error: unknown): error is Error {

@@ -37,6 +37,8 @@ export class Telemetry {
   })
   readonly #diskErrors = new Counter({ name: 'cachegate_cache_disk_errors_total', help: 'Disk tier I/O errors (the tier degrades, requests still succeed)', labelNames: ['op'], registers: [this.registry] })
 
+  readonly #connectionsCut = new Counter({ name: 'cachegate_connections_cut_total', help: 'Connections refused or cut by limits (max_connections, slow_upload)', labelNames: ['reason'], registers: [this.registry] })
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const sources = () => this.#sources
     countedCounter(this.registry, 'cachegate_requests_total', 'HTTP requests by method and status', ['method', 'status'], this.#requestCounts)
@@ -76,6 +78,10 @@ export class Telemetry {
   authFailure(reason: string): void {
     this.#totals.authFailures++
     this.#auth.inc({ reason })
+  }
+
+  connectionCut(reason: 'max_connections' | 'slow_upload'): void {
+    this.#connectionsCut.inc({ reason })
   }
 
   cacheResult(method: string, result: CacheResult): void {

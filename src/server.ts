@@ -51,6 +51,29 @@ async function createCache(config: Config, logger: Logger, telemetry: Telemetry)
   }
 }
 
+/** How often Node looks for connections over headersTimeout (its default: 30 s). */
+const HEADERS_CHECK_INTERVAL_MS = 5_000
+
+/** How often at most a refused connection is logged (a connection flood must not flood the log). */
+const DROP_LOG_INTERVAL_MS = 10_000
+
+/** `limits.max_connections`: Node closes connections over the limit as they are accepted. */
+function limitConnections(server: Server, max: number, logger: Logger, telemetry: Telemetry): void {
+  if (max <= 0) return
+  server.maxConnections = max
+  let lastLogged = -Infinity
+  let refused = 0
+  server.on('drop', () => {
+    telemetry.connectionCut('max_connections')
+    refused++
+    const now = performance.now()
+    if (now - lastLogged < DROP_LOG_INTERVAL_MS) return
+    logger.warn('connection limit reached; refusing connections', { max_connections: max, refused_since_last_log: refused })
+    lastLogged = now
+    refused = 0
+  })
+}
+
 /**
  * Builds stores, cache and app from a validated config and listens.
  *
@@ -67,14 +90,23 @@ export async function startServer(config: Config, options: { logger?: Logger; st
   const cache = await createCache(config, logger, telemetry)
   const { handle } = createApp({ config, stores, cache, logger, telemetry, reportError })
 
-  const server: Server = createServer(handle)
+  // Node enforces headersTimeout when it sweeps its connections: every 5 s, not every 30 s.
+  const server: Server = createServer({ connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS }, handle)
   server.listen(config.listen.port, config.listen.host)
-  // Uploads of many GiB take longer than Node's 5-minute default; headers must still come quickly.
+  // No deadline on a whole request: a 5 GiB upload at 10 MiB/s takes over 8 minutes, more than
+  // Node's 5-minute default. Each phase is bounded instead: headers (from the first byte of a
+  // connection or request) by headersTimeout; auth is synchronous, and a refused request is
+  // answered at once and its connection closed (http/unread-body.ts); a PUT body must keep
+  // arriving at limits.min_upload_bytes_per_second (http/upload-rate.ts), which also cuts a
+  // client that sends headers and then nothing; time the gateway itself spends before reading
+  // (a store HEAD for If-Match) is bounded by the store timeouts. With the rate guard off,
+  // only the idle timeout below bounds a body (a byte every 119 s keeps it alive).
   server.requestTimeout = 0
   server.headersTimeout = 30_000
   server.keepAliveTimeout = 65_000
-  // ...but a connection on which nothing moves for 2 minutes (a trickling or stuck client) is cut.
+  // A connection on which nothing moves for 2 minutes (a stuck client) is cut.
   server.setTimeout(120_000)
+  limitConnections(server, config.limits.max_connections, logger, telemetry)
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve)
     server.once('error', reject)

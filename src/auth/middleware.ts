@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache'
-import { AuthError } from '../errors.ts'
+import { AuthError, AuthRateLimitedError } from '../errors.ts'
 import { createBearerMatcher } from './bearer.ts'
+import { type FailureLimiter, clientKey } from './failure-limiter.ts'
 import { createVerifier, decodeBase64Url } from './keys.ts'
 import { type PresignPayload, checkPayload, verifySignature } from './presign.ts'
 
@@ -11,6 +12,10 @@ export interface AuthOptions {
   publicKey?: string
   previousPublicKeys?: string[]
   bearerToken?: string
+  /** Failed authentications per client address; an empty bucket stops signature verification. */
+  limiter?: FailureLimiter
+  /** Called once when a client's failures empty its bucket (for a log line). */
+  onLimited?: (client: string) => void
   /** Current time in ms (injectable for tests). */
   now?: () => number
 }
@@ -23,6 +28,8 @@ export interface AuthRequest {
   sig?: string
   /** The Authorization header, if present. */
   authorization?: string
+  /** The client's address (`socket.remoteAddress`), for the failed-auth limiter. */
+  client?: string
 }
 
 export type Principal = { kind: 'presigned'; expiresAt: number } | { kind: 'bearer' }
@@ -50,11 +57,18 @@ export function createAuthenticator(options: AuthOptions): (request: AuthRequest
   const matchesBearer = options.bearerToken ? createBearerMatcher(options.bearerToken) : undefined
   const now = options.now ?? Date.now
 
-  return function authenticate(request: AuthRequest): Principal {
+  const { limiter, onLimited } = options
+
+  function check(request: AuthRequest): Principal {
     if (request.sig !== undefined) {
       if (keys.length === 0) throw new AuthError('presigned links not enabled', 'no public_key configured')
       let payload = verified.get(request.sig)
       if (!payload) {
+        // A client whose failures emptied its bucket gets no more verifications. Bearer
+        // tokens and links already verified cost microseconds and are still checked, so a
+        // service sharing the flooding address (NAT, proxy) keeps working.
+        const wait = limiter?.retryAfter(clientKey(request.client)) ?? 0
+        if (wait > 0) throw new AuthRateLimitedError(wait)
         payload = verifySignature(request.sig, keys)
         verified.set(request.sig, payload)
       }
@@ -69,5 +83,18 @@ export function createAuthenticator(options: AuthOptions): (request: AuthRequest
       return { kind: 'bearer' }
     }
     throw new AuthError('missing credentials', 'no sig parameter and no Authorization header')
+  }
+
+  if (!limiter) return check
+  return function authenticate(request: AuthRequest): Principal {
+    try {
+      return check(request)
+    } catch (error) {
+      if (error instanceof AuthError) {
+        const client = clientKey(request.client)
+        if (limiter.fail(client)) onLimited?.(client)
+      }
+      throw error
+    }
   }
 }

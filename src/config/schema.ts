@@ -115,6 +115,25 @@ const sentry = z
   })
   .strict()
 
+/** A count or rate where 0 turns the protection off. */
+const nonNegative = (max: number) => number.pipe(z.number().min(0).max(max))
+
+/** Protections against clients that hold connections or flood failed authentications. */
+const limits = z
+  .object({
+    /** Open connections accepted at once (`server.maxConnections`); 0: unlimited. */
+    max_connections: nonNegative(1_000_000).pipe(z.number().int()).default(10_000),
+    /** An upload averaging less than this over a window is cut; 0: off. */
+    min_upload_bytes_per_second: size.pipe(z.number().max(2 ** 30)).default(1024),
+    /** The window the upload rate is measured over. */
+    upload_rate_window_seconds: number.pipe(z.number().positive().max(3600)).default(30),
+    /** Failed authentications a client address may sustain per second; 0: no limit. */
+    failed_auth_per_second: nonNegative(1_000_000).default(20),
+    /** Failed authentications a client address may make in a burst; 0: no limit. */
+    failed_auth_burst: nonNegative(1_000_000).pipe(z.number().int()).default(100),
+  })
+  .strict()
+
 const fsStore = z.object({ type: z.literal('fs'), root: z.string().min(1) }).strict()
 const s3Store = z
   .object({
@@ -166,6 +185,7 @@ export const configSchema = z
         })
         .strict(),
     ),
+    limits: z.preprocess((v) => v ?? {}, limits),
     stores: z.record(z.string().regex(STORE_ID, 'store id must be letters, digits, ".", "_" or "-"'), store).refine((value) => Object.keys(value).length > 0, {
       message: 'at least one store is required',
     }),

@@ -1,7 +1,7 @@
-import { AuthError, InvalidKeyError, PayloadTooLargeError, PreconditionFailedError, RequestAbortedError, UpstreamError } from '../errors.ts'
+import { AuthError, AuthRateLimitedError, InvalidKeyError, PayloadTooLargeError, PreconditionFailedError, RequestAbortedError, UpstreamError } from '../errors.ts'
 
 export interface HttpError {
-  status: 400 | 401 | 404 | 405 | 408 | 412 | 413 | 416 | 500 | 502 | 504
+  status: 400 | 401 | 404 | 405 | 408 | 412 | 413 | 416 | 429 | 500 | 502 | 504
   /** Short, safe to show: never a secret, a path on disk or an upstream credential. */
   error: string
   message?: string
@@ -16,6 +16,10 @@ export function toHttpError(error: unknown): HttpError {
   if (error instanceof InvalidKeyError) return { status: 400, error: 'invalid path', message: error.message }
   if (error instanceof AuthError) {
     return { status: 401, error: 'unauthorized', message: error.reason, headers: { 'WWW-Authenticate': `Bearer realm="cachegate", error="invalid_token", error_description="${error.reason}"` } }
+  }
+  // RFC 6585 §4: 429 Too Many Requests, with Retry-After (RFC 9110 §10.2.3) in seconds.
+  if (error instanceof AuthRateLimitedError) {
+    return { status: 429, error: 'too many requests', message: 'too many failed authentications from this address', headers: { 'Retry-After': String(error.retryAfterSeconds) } }
   }
   if (error instanceof PreconditionFailedError) return { status: 412, error: 'precondition failed', message: error.message }
   if (error instanceof PayloadTooLargeError) return { status: 413, error: 'payload too large', message: error.message, headers: { Connection: 'close' } }

@@ -1,7 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Principal } from '../auth/middleware.ts'
 import { isValidContentType } from '../content-type.ts'
-import { AuthError, InvalidKeyError, PreconditionFailedError, RequestAbortedError } from '../errors.ts'
+import { AuthError, AuthRateLimitedError, InvalidKeyError, PreconditionFailedError, RequestAbortedError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Telemetry } from '../metrics.ts'
 import type { ObjectService, OpenObject } from '../objects.ts'
@@ -10,6 +10,7 @@ import type { Store } from '../stores/types.ts'
 import { evaluatePreconditions } from './conditional.ts'
 import { toHttpError } from './errors.ts'
 import { objectHeaders, preconditionStatus, validatorHeaders, writeObject } from './read-response.ts'
+import { closeIfBodyUnread } from './unread-body.ts'
 
 const OBJECT_METHODS = 'GET, HEAD, PUT'
 
@@ -21,7 +22,9 @@ const PARSED_PATH_MAX_LENGTH = 256
 export interface ObjectRouteDeps {
   stores: ReadonlyMap<string, Store>
   objects: ObjectService
-  authenticate: (request: { method: string; bucket: string; key: string; sig?: string; authorization?: string }) => Principal
+  authenticate: (request: { method: string; bucket: string; key: string; sig?: string; authorization?: string; client?: string }) => Principal
+  /** Watches a PUT body's arrival rate until the returned function is called (limits.min_upload_bytes_per_second). */
+  watchUpload?: (incoming: IncomingMessage) => () => void
   telemetry: Telemetry
   logger: Logger
   now?: () => number
@@ -120,6 +123,8 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
       telemetry.authFailure(error.reason)
       logger.info('auth failed', { method, reason: error.reason, detail: error.message })
     }
+    // Logged once per client when its bucket empties (app.ts), not per refused request.
+    if (error instanceof AuthRateLimitedError) telemetry.authFailure('rate limited')
     const mapped = toHttpError(error)
     if (mapped.status >= 500) logger.warn('request failed', { method, status: mapped.status, err: error })
     if (mapped.status === 500) deps.reportError?.(error)
@@ -139,12 +144,16 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
     const params = query === '' ? undefined : new URLSearchParams(query)
     const sigs = params?.getAll('sig') ?? []
     if (sigs.length > 1) throw new AuthError('malformed signature', 'more than one sig parameter')
-    const principal = authenticate({ method, bucket, key, sig: sigs[0], authorization: incoming.headers.authorization })
+    const principal = authenticate({ method, bucket, key, sig: sigs[0], authorization: incoming.headers.authorization, client: incoming.socket.remoteAddress })
     const store = stores.get(bucket)
     if (!store) return send(outgoing, 404, { error: 'not found', message: `no bucket "${bucket}"` })
     if (!known) rememberPath(path, parsed)
 
-    if (method === 'PUT') return handlePut(incoming, outgoing, store, key)
+    if (method === 'PUT') {
+      const unwatch = deps.watchUpload?.(incoming)
+      const put = handlePut(incoming, outgoing, store, key)
+      return unwatch ? put.finally(unwatch) : put
+    }
     if (method === 'HEAD') return handleHead(incoming, outgoing, store, key, principal, params?.get('prefetch'))
     const inMemory = objects.openInMemory(store, key, method)
     if (inMemory) return serve(incoming, outgoing, inMemory, principal)
@@ -244,6 +253,8 @@ export function send(outgoing: ServerResponse, status: number, body: unknown, he
     outgoing.destroy()
     return
   }
+  // A refused upload is not read to its end: the connection closes after the answer.
+  if (status >= 400) closeIfBodyUnread(outgoing)
   const json = JSON.stringify(body)
   outgoing.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(json), 'X-Content-Type-Options': 'nosniff', ...headers })
   outgoing.end(json)
