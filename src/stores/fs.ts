@@ -24,6 +24,11 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
+/** `real` is `base` itself or below it (both already resolved by realpath). */
+function isInside(real: string, base: string): boolean {
+  return real === base || real.startsWith(base + path.sep)
+}
+
 export interface FsStoreOptions {
   id: string
   root: string
@@ -81,6 +86,30 @@ export function createFsStore(options: FsStoreOptions): Store {
     }
     if (!real.startsWith(base + path.sep)) throw new InvalidKeyError('object key resolves outside the store root')
     return real
+  }
+
+  /**
+   * Walks up from `dir` to the deepest part that exists and checks its real path is inside the
+   * root. Creates nothing. A symlink that exists but resolves nowhere (dangling) is refused:
+   * mkdir would follow it.
+   */
+  async function checkDeepestAncestor(dir: string, base: string): Promise<void> {
+    for (let probe = dir; ; probe = path.dirname(probe)) {
+      let real: string
+      try {
+        real = await fsp.realpath(probe)
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error
+        if (code === 'ENOENT' && (await fsp.lstat(probe).catch(() => null))?.isSymbolicLink()) {
+          throw new InvalidKeyError('object key passes through a symlink that does not resolve')
+        }
+        if (probe === base || path.dirname(probe) === probe) throw error
+        continue
+      }
+      if (!isInside(real, base)) throw new InvalidKeyError('object key resolves outside the store root')
+      return
+    }
   }
 
   async function readSidecar(sidecar: string): Promise<Sidecar | null> {
@@ -150,10 +179,13 @@ export function createFsStore(options: FsStoreOptions): Store {
     try {
       const { file, sidecar } = await locate(key)
       const base = await resolvedRoot()
+      // Checked before mkdir creates anything: a symlink planted in the root must not let a
+      // PUT create directories elsewhere, even one that is then refused.
+      await checkDeepestAncestor(path.dirname(file), base)
       await fsp.mkdir(path.dirname(file), { recursive: true })
-      // The parent may be a symlink planted in the root: check where it really is.
+      // Checked again where the file will really go (the tree may have changed meanwhile).
       const realParent = await fsp.realpath(path.dirname(file))
-      if (realParent !== base && !realParent.startsWith(base + path.sep)) throw new InvalidKeyError('object key resolves outside the store root')
+      if (!isInside(realParent, base)) throw new InvalidKeyError('object key resolves outside the store root')
       const target = path.join(realParent, path.basename(file))
       await checkIfMatch(key, options)
       const tmpDir = path.join(base, META_DIR, 'tmp')
