@@ -74,14 +74,16 @@ export interface CliResult {
   stderr: string
 }
 
-/** Runs `node src/main.ts ...args` to completion. */
-export async function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CliResult> {
+/** Runs `node src/main.ts ...args` to completion (killed after `timeoutMs`: code null). */
+export async function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   const child = spawn(NODE, [path.join(ROOT, 'src/main.ts'), ...args], { cwd: options.cwd ?? ROOT, env: options.env ?? cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d: Buffer) => (stdout += d))
   child.stderr.on('data', (d: Buffer) => (stderr += d))
+  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.timeoutMs)
   const [code] = (await once(child, 'close')) as [number | null]
+  clearTimeout(timer)
   return { code, stdout, stderr }
 }
 
