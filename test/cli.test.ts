@@ -3,7 +3,8 @@ import { readFile, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { parse as parseYaml, stringify as toYaml } from 'yaml'
-import { isUsablePublicKey, publicKeyOf } from '../src/auth/keys.ts'
+import * as ed from '@noble/ed25519'
+import { decodeBase64Url, isUsablePublicKey, publicKeyOf } from '../src/auth/keys.ts'
 import { cleanEnv, runCli, spawnCli, tempDir } from './helpers/gateway.ts'
 
 const LISTENING = /"msg":"listening","url":"(http:\/\/[^"]+)"/
@@ -197,6 +198,21 @@ describe('cachegate sign and serve', () => {
     await writeFile(keys.file, `auth:\n  private_key: !!weird ${keys.private_key}\n`)
     const signed = await runCli(['sign', '--bucket', 'files', '--path', 'a.txt', '--keys', keys.file])
     assert.ok(!`${signed.stdout}${signed.stderr}`.includes(keys.private_key), `the private key leaked:\n${signed.stderr}`)
+  })
+
+  it('a small-order key in previous_public_keys is a config error naming its entry, not a crash', async () => {
+    // The identity point (y = 1): 32 bytes, on the curve, of order 1. Any signature "verifies" under it.
+    const identity = 'AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
+    assert.equal(decodeBase64Url(identity)?.length, 32)
+    assert.ok(ed.Point.fromBytes(decodeBase64Url(identity)!).isSmallOrder())
+    const dir = await tempDir()
+    const { public_key } = await keygen(dir)
+    const file = path.join(dir, 'rotated.yaml')
+    await writeFile(file, toYaml({ listen: '127.0.0.1:0', auth: { public_key, previous_public_keys: [identity] }, stores: { files: { type: 'fs', root: dir } } }))
+    const res = await runCli(['--config', file], { timeoutMs: 10_000 })
+    assert.equal(res.code, 1, res.stdout + res.stderr)
+    assert.match(res.stderr, /auth\.previous_public_keys\.0: .*small-order/)
+    assert.doesNotMatch(res.stderr, /\n\s+at |TypeError/, 'no stack trace')
   })
 
   it('Cachegate’s own config.example.yaml loads unchanged', async () => {

@@ -60,13 +60,18 @@ const key = (what: string) =>
       }),
   )
 
+/** A key that verifies signatures: also a canonical point on the curve, not of small order. */
+const publicKey = (what: string) =>
+  // A key of the wrong length already has its problem reported by key(): one message each.
+  key(what).refine((value) => value === undefined || decodeBase64Url(value)?.length !== 32 || isUsablePublicKey(value), {
+    message: `${what} is not a valid Ed25519 public key (small-order or not on the curve)`,
+  })
+
 const auth = z
   .object({
-    public_key: key('public_key').refine((value) => value === undefined || isUsablePublicKey(value), {
-      message: 'public_key is not a valid Ed25519 public key (small-order or not on the curve)',
-    }),
+    public_key: publicKey('public_key'),
     /** Older keys still accepted for verification, so a key can be rotated without breaking links. */
-    previous_public_keys: z.preprocess(unset, z.array(key('previous_public_keys entry')).default([])),
+    previous_public_keys: z.preprocess(unset, z.array(publicKey('previous_public_keys entry')).default([])),
     private_key: key('private_key'),
     bearer_token: optionalString.refine((value) => value === undefined || value.length >= 16, {
       message: 'bearer_token must be at least 16 characters',
