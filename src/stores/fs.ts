@@ -24,6 +24,16 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
+/** An error's name, `code` and `syscall`, without its message (which may name a path on disk). */
+function withoutPaths(error: unknown): Error {
+  const { name, code, syscall } = error instanceof Error ? (error as NodeJS.ErrnoException) : { name: 'Error', code: undefined, syscall: undefined }
+  const stripped: NodeJS.ErrnoException = new Error(syscall ? `${syscall} failed` : 'failed')
+  stripped.name = name
+  if (code !== undefined) stripped.code = code
+  if (syscall !== undefined) stripped.syscall = syscall
+  return stripped
+}
+
 /** `real` is `base` itself or below it (both already resolved by realpath). */
 function isInside(real: string, base: string): boolean {
   return real === base || real.startsWith(base + path.sep)
@@ -59,10 +69,17 @@ export function createFsStore(options: FsStoreOptions): Store {
     return realRoot
   }
 
-  function fail(op: string, error: unknown): never {
+  /**
+   * Wraps a failure in an UpstreamError that names the key. Node's fs errors carry absolute
+   * disk paths (in `message`, `path`, `dest`), and errors are logged: the cause keeps only the
+   * error's name, code and syscall.
+   */
+  function fail(op: string, key: string, error: unknown): never {
     if (isDomainError(error)) throw error
-    const code = (error as NodeJS.ErrnoException).code
-    throw new UpstreamError(id, code === 'EACCES' || code === 'EPERM' ? 'auth' : 'io', `fs store ${op} failed${code ? ` (${code})` : ''}`, { cause: error })
+    const { code, syscall } = error as NodeJS.ErrnoException
+    throw new UpstreamError(id, code === 'EACCES' || code === 'EPERM' ? 'auth' : 'io', `fs store ${op} of ${JSON.stringify(key)} failed${code ? ` (${code})` : ''}`, {
+      cause: withoutPaths(error),
+    })
   }
 
   /** Maps a key to a path under the root, refusing anything that escapes it. */
@@ -140,7 +157,7 @@ export function createFsStore(options: FsStoreOptions): Store {
       if (!stat.isFile()) return null
       return await metaOf(key, sidecar, stat)
     } catch (error) {
-      fail('head', error)
+      fail('head', key, error)
     }
   }
 
@@ -170,7 +187,7 @@ export function createFsStore(options: FsStoreOptions): Store {
       return range ? { meta, body, range } : { meta, body }
     } catch (error) {
       await handle?.close().catch(() => {})
-      fail('get', error)
+      fail('get', key, error)
     }
   }
 
@@ -214,7 +231,7 @@ export function createFsStore(options: FsStoreOptions): Store {
       return await metaOf(key, sidecar, stat)
     } catch (error) {
       if (tmp !== undefined) await fsp.unlink(tmp).catch(() => {})
-      fail('put', error)
+      fail('put', key, error)
     }
   }
 

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { generateKeyPair, type KeyPair } from '../../src/auth/keys.ts'
 import { validateConfig } from '../../src/config/load.ts'
 import type { Config } from '../../src/config/schema.ts'
-import { createLogger } from '../../src/log.ts'
+import { type Logger, createLogger } from '../../src/log.ts'
 import { type RunningServer, startServer } from '../../src/server.ts'
 import type { Store } from '../../src/stores/types.ts'
 
@@ -31,7 +31,7 @@ export async function tempDir(prefix = 'cachegate-test-'): Promise<string> {
 }
 
 /** A gateway over an fs store `local` (unless `stores` says otherwise), with fresh keys. */
-export async function startGateway(options: { raw?: Record<string, unknown>; stores?: Map<string, Store>; root?: string } = {}): Promise<TestGateway> {
+export async function startGateway(options: { raw?: Record<string, unknown>; stores?: Map<string, Store>; root?: string; logger?: Logger } = {}): Promise<TestGateway> {
   const keys = generateKeyPair()
   const root = options.root ?? (await tempDir())
   const raw = options.raw ?? {}
@@ -43,7 +43,7 @@ export async function startGateway(options: { raw?: Record<string, unknown>; sto
     cache: { max_memory: '64MiB', max_object_size: '8MiB', ...(raw.cache as object | undefined) },
     log: { level: process.env.TEST_LOG_LEVEL ?? 'silent' },
   })
-  const running = await startServer(config, { logger: createLogger(config.log.level), stores: options.stores })
+  const running = await startServer(config, { logger: options.logger ?? createLogger(config.log.level), stores: options.stores })
   return { ...running, config, keys, root }
 }
 
