@@ -32,22 +32,19 @@ const number = z.preprocess((value) => {
   return typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : v
 }, z.number())
 
-/** `host:port`, `[v6]:port`, `:port` or a bare port. */
-const listen = z.preprocess(
-  (value) => (typeof value === 'number' ? String(value) : unset(value)),
-  z
-    .string()
-    .default('0.0.0.0:8080')
-    .transform((value, ctx) => {
-      const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value) ?? /^()()(\d+)$/.exec(value)
-      const port = match ? Number(match[3]) : NaN
-      if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
-        ctx.addIssue({ code: 'custom', message: 'expected host:port, e.g. "0.0.0.0:8080"' })
-        return z.NEVER
-      }
-      return { host: match[1] ?? (match[2] || '0.0.0.0'), port }
-    }),
-)
+/** `host:port`, `[v6]:port`, `:port` or a bare port (no host: all interfaces). */
+const hostPort = z.string().transform((value, ctx) => {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value) ?? /^()()(\d+)$/.exec(value)
+  const port = match ? Number(match[3]) : NaN
+  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
+    ctx.addIssue({ code: 'custom', message: 'expected host:port, e.g. "0.0.0.0:8080"' })
+    return z.NEVER
+  }
+  return { host: match[1] ?? (match[2] || '0.0.0.0'), port }
+})
+const address = <T extends z.ZodType>(inner: T) => z.preprocess((value) => (typeof value === 'number' ? String(value) : unset(value)), inner)
+
+const listen = address(z.string().default('0.0.0.0:8080').pipe(hostPort))
 
 const key = (what: string) =>
   z.preprocess(
@@ -168,6 +165,15 @@ export const configSchema = z
         .object({
           /** Seconds a store may take to answer, or stay silent mid-body, before a 504. */
           timeout_seconds: number.pipe(z.number().positive().max(3600)).default(30),
+        })
+        .strict(),
+    ),
+    metrics: z.preprocess(
+      (v) => v ?? {},
+      z
+        .object({
+          /** A second address for /stats and /metrics (e.g. 127.0.0.1:9090); the public listener then answers 404 for them. */
+          listen: address(hostPort.optional()),
         })
         .strict(),
     ),
