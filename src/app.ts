@@ -30,7 +30,8 @@ const INFO_METHODS = 'GET, HEAD'
 /**
  * Wires routes to their dependencies and returns the node:http request handler. Never
  * listens: `server.ts` does. Object routes (`/:bucket_id/*path`) are handled directly on
- * node:http, the hot path; the operator endpoints go through Hono.
+ * node:http, the hot path; the operator endpoints go through Hono. With `metrics.listen`,
+ * `metricsHandle` serves `/health`, `/stats` and `/metrics` for the second listener.
  *
  * @example
  * const { handle } = createApp({ config, stores, cache: createMemoryCache({ maxBytes }), logger })
@@ -65,20 +66,33 @@ export function createApp(deps: AppDeps) {
   const watchUpload = uploadRate && ((incoming: IncomingMessage) => uploadRate.watch(incoming))
   const objectHandler = createObjectHandler({ stores, objects, authenticate, watchUpload, telemetry, logger, now: deps.now, reportError: deps.reportError })
 
-  const app = new Hono()
-  app.get('/health', (c) => c.json({ status: 'ok' }))
-  app.get('/stats', (c) => c.json(telemetry.snapshot()))
-  app.get('/metrics', async (c) => c.body(await telemetry.registry.metrics(), 200, { 'Content-Type': telemetry.registry.contentType }))
-  for (const path of ['/health', '/stats', '/metrics']) {
-    app.all(path, (c) => c.json({ error: 'method not allowed' }, 405, { Allow: INFO_METHODS }))
+  /** The operator endpoints; `/stats` and `/metrics` only where `withTelemetry`. */
+  function operatorApp(withTelemetry: boolean): Hono {
+    const app = new Hono()
+    const paths = withTelemetry ? ['/health', '/stats', '/metrics'] : ['/health']
+    app.get('/health', (c) => c.json({ status: 'ok' }))
+    if (withTelemetry) {
+      app.get('/stats', (c) => c.json(telemetry.snapshot()))
+      app.get('/metrics', async (c) => c.body(await telemetry.registry.metrics(), 200, { 'Content-Type': telemetry.registry.contentType }))
+    }
+    for (const path of paths) {
+      app.all(path, (c) => c.json({ error: 'method not allowed' }, 405, { Allow: INFO_METHODS }))
+    }
+    app.notFound((c) => c.json({ error: 'not found' }, 404))
+    app.onError((error, c) => {
+      logger.error('unhandled error', { method: c.req.method, err: error })
+      deps.reportError?.(error)
+      return c.json({ error: 'internal error' }, 500)
+    })
+    return app
   }
-  app.notFound((c) => c.json({ error: 'not found' }, 404))
-  app.onError((error, c) => {
-    logger.error('unhandled error', { method: c.req.method, err: error })
-    deps.reportError?.(error)
-    return c.json({ error: 'internal error' }, 500)
-  })
+  // With metrics.listen, /stats and /metrics (store ids, auth failures, Node's version) are
+  // served only there: the public listener answers 404 for them.
+  const separateMetrics = config.metrics.listen !== undefined
+  const app = operatorApp(!separateMetrics)
   const honoListener = getRequestListener(app.fetch)
+  /** The metrics listener's handler (only with metrics.listen): operator endpoints, no objects, not counted as traffic. */
+  const metricsHandle = separateMetrics ? getRequestListener(operatorApp(true).fetch) : undefined
 
   function handle(incoming: IncomingMessage, outgoing: ServerResponse): void {
     const { path, query } = splitTarget(incoming.url ?? '/')
@@ -103,5 +117,5 @@ export function createApp(deps: AppDeps) {
     void honoListener(incoming, outgoing)
   }
 
-  return { app, handle, telemetry, objects }
+  return { app, handle, metricsHandle, telemetry, objects }
 }

@@ -11,6 +11,17 @@ export function isValidContentType(value: string): boolean {
   return value.length <= 256 && /^[\w!#$&^.+-]+\/[\w!#$&^.+-]+(\s*;\s*[\w!#$&^.+-]+=("[^"\\\r\n]*"|[\w!#$&^.+-]+))*\s*$/.test(value)
 }
 
+/**
+ * Types a browser renders as a document that can run script on the serving origin: HTML, XML
+ * and every `+xml` type (SVG, XHTML, Atom...). Parameters are ignored and case does not
+ * matter (RFC 9110 §8.3.1). String checks only: this runs for every presigned response.
+ */
+export function isActiveContentType(contentType: string): boolean {
+  const semicolon = contentType.indexOf(';')
+  const essence = (semicolon === -1 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase()
+  return essence === 'text/html' || essence === 'text/xml' || essence === 'application/xml' || essence.endsWith('+xml')
+}
+
 /** The type registered for the key's extension, if any (`a/b.png` → `image/png`). */
 export function contentTypeFromKey(key: string): string | undefined {
   const type = mime.lookup(key)

@@ -109,7 +109,8 @@ function sign(argv: string[]): void {
   } else {
     let doc: { auth?: { private_key?: unknown } } | undefined
     try {
-      doc = parseYaml(readFileSync(values.keys!, 'utf8')) as typeof doc
+      // logLevel 'error': a YAML warning would otherwise be printed with its line (the private key).
+      doc = parseYaml(readFileSync(values.keys!, 'utf8'), { logLevel: 'error' }) as typeof doc
     } catch (error) {
       fail(`cannot read keys from ${values.keys}: ${(error as Error).name}`, 1)
     }

@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net'
-import { type Server, createServer } from 'node:http'
+import { type RequestListener, type Server, createServer } from 'node:http'
 import { createApp } from './app.ts'
 import { openDiskCache } from './cache/disk.ts'
 import { createHybridCache } from './cache/hybrid.ts'
@@ -14,6 +14,8 @@ import type { Store } from './stores/types.ts'
 export interface RunningServer {
   url: string
   server: Server
+  /** The metrics listener's URL, when `metrics.listen` is set. */
+  metricsUrl?: string
   close(): Promise<void>
 }
 
@@ -74,6 +76,18 @@ function limitConnections(server: Server, max: number, logger: Logger, telemetry
   })
 }
 
+/** Serves `/health`, `/stats` and `/metrics` on `metrics.listen`, apart from the public listener. */
+async function listenMetrics(handle: RequestListener, address: { host: string; port: number }): Promise<{ server: Server; url: string }> {
+  const server = createServer(handle)
+  server.listen(address.port, address.host)
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve)
+    server.once('error', reject)
+  })
+  const bound = server.address() as AddressInfo
+  return { server, url: `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}` }
+}
+
 /**
  * Builds stores, cache and app from a validated config and listens.
  *
@@ -88,7 +102,7 @@ export async function startServer(config: Config, options: { logger?: Logger; st
   const stores = options.stores ?? (await createStores(config))
   const telemetry = new Telemetry({ defaultMetrics: true })
   const cache = await createCache(config, logger, telemetry)
-  const { handle } = createApp({ config, stores, cache, logger, telemetry, reportError })
+  const { handle, metricsHandle } = createApp({ config, stores, cache, logger, telemetry, reportError })
 
   // Node enforces headersTimeout when it sweeps its connections: every 5 s, not every 30 s.
   const server: Server = createServer({ connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS }, handle)
@@ -115,18 +129,32 @@ export async function startServer(config: Config, options: { logger?: Logger; st
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
   logger.info('listening', { url, stores: [...stores.keys()], max_memory: config.cache.max_memory })
+  let metrics: { server: Server; url: string } | undefined
+  if (metricsHandle && config.metrics.listen) {
+    try {
+      metrics = await listenMetrics(metricsHandle, config.metrics.listen)
+    } catch (error) {
+      server.close()
+      throw error
+    }
+    logger.info('metrics listening', { url: metrics.url })
+  }
 
   let closing: Promise<void> | undefined
   const close = () =>
     (closing ??= (async () => {
+      // Nothing on the metrics listener is worth waiting for: a cut scrape is retried.
+      const metricsClosed = metrics && new Promise<void>((resolve) => metrics.server.close(() => resolve()))
+      metrics?.server.closeAllConnections()
       const timer = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS)
       timer.unref()
       server.closeIdleConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))
       clearTimeout(timer)
+      await metricsClosed
       await Promise.all([...stores.values()].map((s) => s.close?.().catch(() => {})))
       await cache.close?.()
       logger.info('stopped')
     })())
-  return { url, server, close }
+  return { url, server, metricsUrl: metrics?.url, close }
 }

@@ -3,7 +3,8 @@ import { readFile, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { parse as parseYaml, stringify as toYaml } from 'yaml'
-import { isUsablePublicKey, publicKeyOf } from '../src/auth/keys.ts'
+import * as ed from '@noble/ed25519'
+import { decodeBase64Url, isUsablePublicKey, publicKeyOf } from '../src/auth/keys.ts'
 import { cleanEnv, runCli, spawnCli, tempDir } from './helpers/gateway.ts'
 
 const LISTENING = /"msg":"listening","url":"(http:\/\/[^"]+)"/
@@ -158,6 +159,60 @@ describe('cachegate sign and serve', () => {
     const envless = await runCli(['--config', 'env'], { env: cleanEnv() })
     assert.equal(envless.code, 1)
     assert.match(envless.stderr, /CACHEGATE_CONFIG or CACHEGATE__/)
+  })
+
+  it('a YAML warning (unknown tag) fails start-up with its code and position, never the line', async () => {
+    const dir = await tempDir()
+    const secret = 'WARNED-SECRET-VALUE-1234567890'
+    const yaml = `listen: 127.0.0.1:0\nauth:\n  bearer_token: !!weird ${secret}\nstores:\n  files: { type: fs, root: ${JSON.stringify(dir)} }\n`
+    const file = path.join(dir, 'tagged.yaml')
+    await writeFile(file, yaml)
+    const runs = [
+      await runCli(['--config', file], { timeoutMs: 10_000 }),
+      await runCli(['--config', 'env'], { env: cleanEnv({ CACHEGATE_CONFIG: yaml }), timeoutMs: 10_000 }),
+    ]
+    for (const res of runs) {
+      assert.equal(res.code, 1, `started anyway:\n${res.stdout}${res.stderr}`)
+      assert.match(res.stderr, /TAG_RESOLVE_FAILED\) at line 3, column 17/)
+      assert.ok(!`${res.stdout}${res.stderr}`.includes(secret), `a secret leaked:\n${res.stdout}${res.stderr}`)
+      assert.ok(!res.stderr.includes('!!weird'), 'the offending line was printed')
+      assert.doesNotMatch(res.stderr, /\n\s+at /, 'no stack trace')
+    }
+    // In-process: the error says where, and the yaml library printed nothing (no process warning).
+    const { ConfigError, loadConfig } = await import('../src/config/load.ts')
+    const warnings: Error[] = []
+    const onWarning = (warning: Error) => warnings.push(warning)
+    process.on('warning', onWarning)
+    try {
+      assert.throws(
+        () => loadConfig('env', { CACHEGATE_CONFIG: yaml }),
+        (error: unknown) => error instanceof ConfigError && !error.message.includes(secret) && /line 3, column 17/.test(error.message),
+      )
+      await new Promise((resolve) => setImmediate(resolve))
+    } finally {
+      process.off('warning', onWarning)
+    }
+    assert.deepEqual(warnings.map((w) => w.name), [])
+    // `sign --keys` reads a key file on its own: a warning there must not print the private key.
+    const keys = await keygen(dir, 'tagged.keys.yaml')
+    await writeFile(keys.file, `auth:\n  private_key: !!weird ${keys.private_key}\n`)
+    const signed = await runCli(['sign', '--bucket', 'files', '--path', 'a.txt', '--keys', keys.file])
+    assert.ok(!`${signed.stdout}${signed.stderr}`.includes(keys.private_key), `the private key leaked:\n${signed.stderr}`)
+  })
+
+  it('a small-order key in previous_public_keys is a config error naming its entry, not a crash', async () => {
+    // The identity point (y = 1): 32 bytes, on the curve, of order 1. Any signature "verifies" under it.
+    const identity = 'AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
+    assert.equal(decodeBase64Url(identity)?.length, 32)
+    assert.ok(ed.Point.fromBytes(decodeBase64Url(identity)!).isSmallOrder())
+    const dir = await tempDir()
+    const { public_key } = await keygen(dir)
+    const file = path.join(dir, 'rotated.yaml')
+    await writeFile(file, toYaml({ listen: '127.0.0.1:0', auth: { public_key, previous_public_keys: [identity] }, stores: { files: { type: 'fs', root: dir } } }))
+    const res = await runCli(['--config', file], { timeoutMs: 10_000 })
+    assert.equal(res.code, 1, res.stdout + res.stderr)
+    assert.match(res.stderr, /auth\.previous_public_keys\.0: .*small-order/)
+    assert.doesNotMatch(res.stderr, /\n\s+at |TypeError/, 'no stack trace')
   })
 
   it('Cachegate’s own config.example.yaml loads unchanged', async () => {

@@ -56,3 +56,48 @@ describe('operator endpoints and method handling', () => {
     assert.equal(head.body.length, 0)
   })
 })
+
+describe('metrics.listen: /stats and /metrics on a second, private listener', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway({ raw: { metrics: { listen: '127.0.0.1:0' } } })
+    await writeFile(path.join(gw.root, 'x.txt'), 'x')
+    await fetch(`${gw.url}/local/x.txt`, { headers: { Authorization: `Bearer ${BEARER}` } }).then((r) => r.arrayBuffer())
+  })
+  after(() => gw.close())
+
+  it('the public listener answers 404 for /stats and /metrics, and still serves /health and objects', async () => {
+    assert.ok(gw.metricsUrl, 'the metrics listener URL is exposed')
+    assert.notEqual(gw.metricsUrl, gw.url)
+    for (const target of ['/metrics', '/stats']) {
+      for (const method of ['GET', 'HEAD', 'POST']) {
+        const res = await rawRequest(gw.url, method, target)
+        assert.equal(res.status, 404, `${method} ${target}`)
+        assert.ok(!res.body.toString().includes('cachegate_'), 'no metric text on the public listener')
+      }
+    }
+    assert.deepEqual(await (await fetch(`${gw.url}/health`)).json(), { status: 'ok' })
+    assert.equal((await rawRequest(gw.url, 'GET', '/local/x.txt', { Authorization: `Bearer ${BEARER}` })).status, 200)
+  })
+
+  it('the metrics listener serves /metrics, /stats and /health, and nothing else', async () => {
+    const metrics = await fetch(`${gw.metricsUrl}/metrics`)
+    assert.equal(metrics.status, 200)
+    const text = await metrics.text()
+    assert.ok(text.includes('cachegate_upstream_requests_total{store="local",op="get",outcome="ok"} 1'), text.slice(0, 500))
+    const stats = (await (await fetch(`${gw.metricsUrl}/stats`)).json()) as { cache: { misses: number } }
+    assert.equal(stats.cache.misses, 1)
+    assert.deepEqual(await (await fetch(`${gw.metricsUrl}/health`)).json(), { status: 'ok' })
+    assert.equal((await rawRequest(gw.metricsUrl!, 'POST', '/metrics')).status, 405)
+    // Objects are not reachable on the metrics listener, with or without credentials.
+    assert.equal((await rawRequest(gw.metricsUrl!, 'GET', '/local/x.txt', { Authorization: `Bearer ${BEARER}` })).status, 404)
+  })
+
+  it('close() stops both listeners', async () => {
+    const other = await startGateway({ raw: { metrics: { listen: '127.0.0.1:0' } } })
+    const metricsUrl = other.metricsUrl!
+    assert.equal((await fetch(`${metricsUrl}/health`)).status, 200)
+    await other.close()
+    await assert.rejects(fetch(`${metricsUrl}/health`))
+  })
+})

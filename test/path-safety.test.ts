@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises'
+import { access, mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { createFsStore } from '../src/stores/fs.ts'
@@ -81,6 +81,22 @@ describe('path safety: keys never escape the store root', () => {
     assert.equal((await rawRequest(gw.url, 'GET', '/local/link/secret.txt', auth)).status, 400)
     assert.equal((await rawRequest(gw.url, 'PUT', '/local/link/new.txt', auth, 'PWNED')).status, 400)
     assert.equal((await rawRequest(gw.url, 'GET', '/local/file-link.txt', auth)).status, 400)
+  })
+
+  it('a PUT below a symlinked directory creates no directory outside the root', async () => {
+    const elsewhere = await tempDir('cachegate-outside-')
+    await symlink(elsewhere, path.join(root, 'evil'))
+    for (const key of ['evil/sub/dir/file.txt', 'evil/file.txt']) {
+      const res = await rawRequest(gw.url, 'PUT', `/local/${key}`, auth, 'PWNED')
+      assert.equal(res.status, 400, `PUT ${key}: ${res.body.toString()}`)
+    }
+    await assert.rejects(access(path.join(elsewhere, 'sub')), { code: 'ENOENT' })
+    assert.deepEqual(await readdir(elsewhere), [])
+    // A dangling link resolves nowhere: refused too, and its target is not created.
+    await symlink(path.join(elsewhere, 'missing'), path.join(root, 'dangling'))
+    const res = await rawRequest(gw.url, 'PUT', '/local/dangling/sub/file.txt', auth, 'PWNED')
+    assert.equal(res.status, 400, res.body.toString())
+    assert.deepEqual(await readdir(elsewhere), [])
   })
 
   it('a double-encoded dot segment is a literal key, not a traversal', async () => {

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net'
 import { PassThrough, Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { openDiskCache } from '../src/cache/disk.ts'
@@ -249,5 +249,31 @@ describe('a PUT while a page of the old version is still filling', () => {
     // The old fill finishing later must not make a new-version read serve old bytes either.
     const again = await objects.open(store, 'k', true)
     assert.equal(await text((await again!.read({ start: 0, end: 15 })) as Readable), 'B'.repeat(16))
+  })
+})
+
+describe('an fs store that fails', () => {
+  it('logs the key, never the absolute path on disk', async () => {
+    const lines: string[] = []
+    const root = await mkdtemp(path.join(tmpdir(), 'cachegate-fs-fault-'))
+    const gw = await startGateway({ root, logger: createLogger('debug', (line) => lines.push(line)) })
+    try {
+      // Tests run as root, so permissions cannot make a write fail: a file where the store
+      // keeps its temp directory does (ENOTDIR/EEXIST on every PUT).
+      await mkdir(path.join(root, '.cachegate-meta'), { recursive: true })
+      await writeFile(path.join(root, '.cachegate-meta', 'tmp'), 'not a directory')
+      const res = await fetch(`${gw.url}/local/reports/q3.txt`, { method: 'PUT', headers: auth, body: 'data' })
+      assert.equal(res.status, 502)
+      assert.ok(!(await res.text()).includes(root))
+      const failed = lines.filter((line) => line.includes('"request failed"'))
+      assert.equal(failed.length, 1, lines.join(''))
+      assert.ok(!failed[0]!.includes(root), `the disk path leaked: ${failed[0]}`)
+      assert.ok(failed[0]!.includes('reports/q3.txt'), `the key is missing: ${failed[0]}`)
+      assert.match(failed[0]!, /"code":"(ENOTDIR|EEXIST)"/)
+      assert.ok(!lines.join('').includes(root), 'no log line names the root')
+    } finally {
+      await gw.close()
+      await rm(root, { recursive: true, force: true })
+    }
   })
 })

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { YAMLParseError, parse as parseYaml } from 'yaml'
+import { type YAMLError, parseDocument } from 'yaml'
 import type { z } from 'zod'
 import { type Config, configSchema } from './schema.ts'
 
@@ -52,17 +52,33 @@ function describeIssue(issue: z.core.$ZodRawIssue): string | undefined {
   return undefined
 }
 
+/**
+ * Parses one YAML document. Errors and warnings alike fail the load: a warning means the text
+ * does not say what it seems to (an unknown tag such as `!!weird secret` would silently become
+ * a string). Each is reported by code and position only: the library's own messages quote the
+ * offending line, which may hold a secret.
+ */
 function parseYamlText(text: string, source: string): unknown {
+  // logLevel 'error': the library prints nothing itself (at 'warn' it emits every warning as a
+  // process warning, line included). Not 'silent', which would also drop the MULTIPLE_DOCS error.
+  const doc = parseDocument(text, { logLevel: 'error' })
+  const problems = [...doc.errors.map((e) => describeYamlProblem(e, 'YAML syntax error')), ...doc.warnings.map((w) => describeYamlProblem(w, yamlWarningLabel(w)))]
+  if (problems.length > 0) throw new ConfigError(source, problems)
   try {
-    return parseYaml(text)
+    return doc.toJS()
   } catch (error) {
-    // The parser's own message quotes the offending line, which may hold a secret.
-    if (error instanceof YAMLParseError) {
-      const pos = error.linePos?.[0]
-      throw new ConfigError(source, [`YAML syntax error (${error.code})${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}`])
-    }
-    throw new ConfigError(source, ['YAML syntax error'])
+    // toJS throws for an alias bomb or an unresolvable alias; its message is safe to drop too.
+    throw new ConfigError(source, [`YAML error (${(error as Error).name})`])
   }
+}
+
+function yamlWarningLabel(warning: YAMLError): string {
+  return warning.code === 'TAG_RESOLVE_FAILED' || warning.code === 'BAD_COLLECTION_TYPE' ? 'unknown YAML tag' : 'YAML warning, treated as an error'
+}
+
+function describeYamlProblem(problem: YAMLError, label: string): string {
+  const pos = problem.linePos?.[0]
+  return `${label} (${problem.code})${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}`
 }
 
 /**

@@ -32,22 +32,19 @@ const number = z.preprocess((value) => {
   return typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : v
 }, z.number())
 
-/** `host:port`, `[v6]:port`, `:port` or a bare port. */
-const listen = z.preprocess(
-  (value) => (typeof value === 'number' ? String(value) : unset(value)),
-  z
-    .string()
-    .default('0.0.0.0:8080')
-    .transform((value, ctx) => {
-      const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value) ?? /^()()(\d+)$/.exec(value)
-      const port = match ? Number(match[3]) : NaN
-      if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
-        ctx.addIssue({ code: 'custom', message: 'expected host:port, e.g. "0.0.0.0:8080"' })
-        return z.NEVER
-      }
-      return { host: match[1] ?? (match[2] || '0.0.0.0'), port }
-    }),
-)
+/** `host:port`, `[v6]:port`, `:port` or a bare port (no host: all interfaces). */
+const hostPort = z.string().transform((value, ctx) => {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value) ?? /^()()(\d+)$/.exec(value)
+  const port = match ? Number(match[3]) : NaN
+  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
+    ctx.addIssue({ code: 'custom', message: 'expected host:port, e.g. "0.0.0.0:8080"' })
+    return z.NEVER
+  }
+  return { host: match[1] ?? (match[2] || '0.0.0.0'), port }
+})
+const address = <T extends z.ZodType>(inner: T) => z.preprocess((value) => (typeof value === 'number' ? String(value) : unset(value)), inner)
+
+const listen = address(z.string().default('0.0.0.0:8080').pipe(hostPort))
 
 const key = (what: string) =>
   z.preprocess(
@@ -60,13 +57,18 @@ const key = (what: string) =>
       }),
   )
 
+/** A key that verifies signatures: also a canonical point on the curve, not of small order. */
+const publicKey = (what: string) =>
+  // A key of the wrong length already has its problem reported by key(): one message each.
+  key(what).refine((value) => value === undefined || decodeBase64Url(value)?.length !== 32 || isUsablePublicKey(value), {
+    message: `${what} is not a valid Ed25519 public key (small-order or not on the curve)`,
+  })
+
 const auth = z
   .object({
-    public_key: key('public_key').refine((value) => value === undefined || isUsablePublicKey(value), {
-      message: 'public_key is not a valid Ed25519 public key (small-order or not on the curve)',
-    }),
+    public_key: publicKey('public_key'),
     /** Older keys still accepted for verification, so a key can be rotated without breaking links. */
-    previous_public_keys: z.preprocess(unset, z.array(key('previous_public_keys entry')).default([])),
+    previous_public_keys: z.preprocess(unset, z.array(publicKey('previous_public_keys entry')).default([])),
     private_key: key('private_key'),
     bearer_token: optionalString.refine((value) => value === undefined || value.length >= 16, {
       message: 'bearer_token must be at least 16 characters',
@@ -186,6 +188,15 @@ export const configSchema = z
         .strict(),
     ),
     limits: z.preprocess((v) => v ?? {}, limits),
+    metrics: z.preprocess(
+      (v) => v ?? {},
+      z
+        .object({
+          /** A second address for /stats and /metrics (e.g. 127.0.0.1:9090); the public listener then answers 404 for them. */
+          listen: address(hostPort.optional()),
+        })
+        .strict(),
+    ),
     stores: z.record(z.string().regex(STORE_ID, 'store id must be letters, digits, ".", "_" or "-"'), store).refine((value) => Object.keys(value).length > 0, {
       message: 'at least one store is required',
     }),

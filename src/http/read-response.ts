@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'n
 import { Readable } from 'node:stream'
 import type { Principal } from '../auth/middleware.ts'
 import { type Bytes, chunksOf, sliceBytes } from '../cache/bytes.ts'
+import { isActiveContentType } from '../content-type.ts'
 import type { Logger } from '../log.ts'
 import type { OpenObject } from '../objects.ts'
 import type { ByteRange, ObjectMeta } from '../stores/types.ts'
@@ -46,7 +47,7 @@ function hitHeaders(meta: ObjectMeta, principal: Principal, nowMs: number): Outg
 }
 
 export function objectHeaders(meta: ObjectMeta, hit: boolean, principal: Principal, nowMs: number): OutgoingHttpHeaders {
-  return {
+  const headers: OutgoingHttpHeaders = {
     'Content-Type': meta.contentType,
     'Content-Length': meta.size,
     'Accept-Ranges': 'bytes',
@@ -54,6 +55,10 @@ export function objectHeaders(meta: ObjectMeta, hit: boolean, principal: Princip
     'X-Content-Type-Options': 'nosniff',
     ...validatorHeaders(meta, principal, nowMs),
   }
+  // Uploaded HTML or SVG opened from a link would otherwise run script on the gateway's
+  // origin: a sandboxed document gets an opaque origin and no script (CSP3 §6.3.2 sandbox).
+  if (isActiveContentType(meta.contentType)) headers['Content-Security-Policy'] = 'sandbox'
+  return headers
 }
 
 /** What a precondition result turns into, or undefined to go on (RFC 9110 §13.2.2). */

@@ -24,6 +24,21 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
+/** An error's name, `code` and `syscall`, without its message (which may name a path on disk). */
+function withoutPaths(error: unknown): Error {
+  const { name, code, syscall } = error instanceof Error ? (error as NodeJS.ErrnoException) : { name: 'Error', code: undefined, syscall: undefined }
+  const stripped: NodeJS.ErrnoException = new Error(syscall ? `${syscall} failed` : 'failed')
+  stripped.name = name
+  if (code !== undefined) stripped.code = code
+  if (syscall !== undefined) stripped.syscall = syscall
+  return stripped
+}
+
+/** `real` is `base` itself or below it (both already resolved by realpath). */
+function isInside(real: string, base: string): boolean {
+  return real === base || real.startsWith(base + path.sep)
+}
+
 export interface FsStoreOptions {
   id: string
   root: string
@@ -54,10 +69,17 @@ export function createFsStore(options: FsStoreOptions): Store {
     return realRoot
   }
 
-  function fail(op: string, error: unknown): never {
+  /**
+   * Wraps a failure in an UpstreamError that names the key. Node's fs errors carry absolute
+   * disk paths (in `message`, `path`, `dest`), and errors are logged: the cause keeps only the
+   * error's name, code and syscall.
+   */
+  function fail(op: string, key: string, error: unknown): never {
     if (isDomainError(error)) throw error
-    const code = (error as NodeJS.ErrnoException).code
-    throw new UpstreamError(id, code === 'EACCES' || code === 'EPERM' ? 'auth' : 'io', `fs store ${op} failed${code ? ` (${code})` : ''}`, { cause: error })
+    const { code, syscall } = error as NodeJS.ErrnoException
+    throw new UpstreamError(id, code === 'EACCES' || code === 'EPERM' ? 'auth' : 'io', `fs store ${op} of ${JSON.stringify(key)} failed${code ? ` (${code})` : ''}`, {
+      cause: withoutPaths(error),
+    })
   }
 
   /** Maps a key to a path under the root, refusing anything that escapes it. */
@@ -81,6 +103,30 @@ export function createFsStore(options: FsStoreOptions): Store {
     }
     if (!real.startsWith(base + path.sep)) throw new InvalidKeyError('object key resolves outside the store root')
     return real
+  }
+
+  /**
+   * Walks up from `dir` to the deepest part that exists and checks its real path is inside the
+   * root. Creates nothing. A symlink that exists but resolves nowhere (dangling) is refused:
+   * mkdir would follow it.
+   */
+  async function checkDeepestAncestor(dir: string, base: string): Promise<void> {
+    for (let probe = dir; ; probe = path.dirname(probe)) {
+      let real: string
+      try {
+        real = await fsp.realpath(probe)
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error
+        if (code === 'ENOENT' && (await fsp.lstat(probe).catch(() => null))?.isSymbolicLink()) {
+          throw new InvalidKeyError('object key passes through a symlink that does not resolve')
+        }
+        if (probe === base || path.dirname(probe) === probe) throw error
+        continue
+      }
+      if (!isInside(real, base)) throw new InvalidKeyError('object key resolves outside the store root')
+      return
+    }
   }
 
   async function readSidecar(sidecar: string): Promise<Sidecar | null> {
@@ -111,7 +157,7 @@ export function createFsStore(options: FsStoreOptions): Store {
       if (!stat.isFile()) return null
       return await metaOf(key, sidecar, stat)
     } catch (error) {
-      fail('head', error)
+      fail('head', key, error)
     }
   }
 
@@ -141,7 +187,7 @@ export function createFsStore(options: FsStoreOptions): Store {
       return range ? { meta, body, range } : { meta, body }
     } catch (error) {
       await handle?.close().catch(() => {})
-      fail('get', error)
+      fail('get', key, error)
     }
   }
 
@@ -150,10 +196,13 @@ export function createFsStore(options: FsStoreOptions): Store {
     try {
       const { file, sidecar } = await locate(key)
       const base = await resolvedRoot()
+      // Checked before mkdir creates anything: a symlink planted in the root must not let a
+      // PUT create directories elsewhere, even one that is then refused.
+      await checkDeepestAncestor(path.dirname(file), base)
       await fsp.mkdir(path.dirname(file), { recursive: true })
-      // The parent may be a symlink planted in the root: check where it really is.
+      // Checked again where the file will really go (the tree may have changed meanwhile).
       const realParent = await fsp.realpath(path.dirname(file))
-      if (realParent !== base && !realParent.startsWith(base + path.sep)) throw new InvalidKeyError('object key resolves outside the store root')
+      if (!isInside(realParent, base)) throw new InvalidKeyError('object key resolves outside the store root')
       const target = path.join(realParent, path.basename(file))
       await checkIfMatch(key, options)
       const tmpDir = path.join(base, META_DIR, 'tmp')
@@ -182,7 +231,7 @@ export function createFsStore(options: FsStoreOptions): Store {
       return await metaOf(key, sidecar, stat)
     } catch (error) {
       if (tmp !== undefined) await fsp.unlink(tmp).catch(() => {})
-      fail('put', error)
+      fail('put', key, error)
     }
   }
 

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { generateKeyPair, type KeyPair } from '../../src/auth/keys.ts'
 import { validateConfig } from '../../src/config/load.ts'
 import type { Config } from '../../src/config/schema.ts'
-import { createLogger } from '../../src/log.ts'
+import { type Logger, createLogger } from '../../src/log.ts'
 import { type RunningServer, startServer } from '../../src/server.ts'
 import type { Store } from '../../src/stores/types.ts'
 
@@ -31,7 +31,7 @@ export async function tempDir(prefix = 'cachegate-test-'): Promise<string> {
 }
 
 /** A gateway over an fs store `local` (unless `stores` says otherwise), with fresh keys. */
-export async function startGateway(options: { raw?: Record<string, unknown>; stores?: Map<string, Store>; root?: string } = {}): Promise<TestGateway> {
+export async function startGateway(options: { raw?: Record<string, unknown>; stores?: Map<string, Store>; root?: string; logger?: Logger } = {}): Promise<TestGateway> {
   const keys = generateKeyPair()
   const root = options.root ?? (await tempDir())
   const raw = options.raw ?? {}
@@ -43,7 +43,7 @@ export async function startGateway(options: { raw?: Record<string, unknown>; sto
     cache: { max_memory: '64MiB', max_object_size: '8MiB', ...(raw.cache as object | undefined) },
     log: { level: process.env.TEST_LOG_LEVEL ?? 'silent' },
   })
-  const running = await startServer(config, { logger: createLogger(config.log.level), stores: options.stores })
+  const running = await startServer(config, { logger: options.logger ?? createLogger(config.log.level), stores: options.stores })
   return { ...running, config, keys, root }
 }
 
@@ -74,14 +74,16 @@ export interface CliResult {
   stderr: string
 }
 
-/** Runs `node src/main.ts ...args` to completion. */
-export async function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CliResult> {
+/** Runs `node src/main.ts ...args` to completion (killed after `timeoutMs`: code null). */
+export async function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   const child = spawn(NODE, [path.join(ROOT, 'src/main.ts'), ...args], { cwd: options.cwd ?? ROOT, env: options.env ?? cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d: Buffer) => (stdout += d))
   child.stderr.on('data', (d: Buffer) => (stderr += d))
+  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.timeoutMs)
   const [code] = (await once(child, 'close')) as [number | null]
+  clearTimeout(timer)
   return { code, stdout, stderr }
 }
 
