@@ -3,8 +3,6 @@ import { fileTypeFromBuffer } from 'file-type'
 import mime from 'mime-types'
 
 export const DEFAULT_CONTENT_TYPE = 'application/octet-stream'
-/** file-type needs at most this many leading bytes to recognise any format it knows. */
-const SNIFF_BYTES = 4100
 
 /** A syntactically valid media type (RFC 9110 §8.3.1), parameters allowed; bounded length. */
 export function isValidContentType(value: string): boolean {
@@ -29,6 +27,24 @@ export function contentTypeFromKey(key: string): string | undefined {
 }
 
 /**
+ * A type that says nothing about the bytes: what S3 and Azure assign when the writer gave
+ * none (`application/octet-stream`, `binary/octet-stream`), or none at all.
+ */
+export function isGenericContentType(contentType: string | undefined): boolean {
+  if (!contentType) return true
+  const essence = contentType.split(';', 1)[0]!.trim().toLowerCase()
+  return essence === DEFAULT_CONTENT_TYPE || essence === 'binary/octet-stream' || essence === ''
+}
+
+/** Enough leading bytes for `typeFromMagicBytes`. */
+export const SNIFF_BYTES = 4100
+
+/** The type file-type recognises in the leading bytes, if any. */
+export async function typeFromMagicBytes(head: Uint8Array): Promise<string | undefined> {
+  return head.byteLength > 0 ? (await fileTypeFromBuffer(head))?.mime : undefined
+}
+
+/**
  * Reads up to 4100 leading bytes of `body` to sniff its type from magic bytes, and returns
  * a stream that yields every byte again (the sniffed head, then the rest, unbuffered).
  */
@@ -48,7 +64,7 @@ export async function sniffContentType(body: Readable): Promise<{ contentType: s
     length += chunk.byteLength
   }
   const headBytes = Buffer.concat(head, length)
-  const type = length > 0 ? await fileTypeFromBuffer(headBytes) : undefined
+  const type = await typeFromMagicBytes(headBytes)
   const replay = Readable.from(
     (async function* () {
       if (length > 0) yield headBytes
@@ -67,5 +83,5 @@ export async function sniffContentType(body: Readable): Promise<{ contentType: s
     })(),
     { objectMode: false },
   )
-  return { contentType: type?.mime, body: replay }
+  return { contentType: type, body: replay }
 }

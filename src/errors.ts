@@ -3,8 +3,13 @@
  * Each sets `name` and keeps its `cause`.
  */
 
+/** The base of every domain error: stores pass these through instead of wrapping them. */
+export class DomainError extends Error {
+  override name = 'DomainError'
+}
+
 /** The object key (or request path) is not acceptable: traversal, NUL, encoded slash... */
-export class InvalidKeyError extends Error {
+export class InvalidKeyError extends DomainError {
   override name = 'InvalidKeyError'
 }
 
@@ -12,7 +17,7 @@ export class InvalidKeyError extends Error {
 export type UpstreamErrorKind = 'connect' | 'timeout' | 'auth' | 'server' | 'client' | 'aborted' | 'io' | 'unknown'
 
 /** The backing store failed (connection refused, 5xx, credentials...). Never means "not found". */
-export class UpstreamError extends Error {
+export class UpstreamError extends DomainError {
   override name = 'UpstreamError'
   readonly kind: UpstreamErrorKind
   readonly store: string
@@ -23,13 +28,18 @@ export class UpstreamError extends Error {
   }
 }
 
+/** `error` as an `UpstreamError` of `store` (a body that failed mid-read: kind `io`), unless it is one. */
+export function asUpstreamError(store: string, error: unknown, message: string): UpstreamError {
+  return error instanceof UpstreamError ? error : new UpstreamError(store, 'io', message, { cause: error })
+}
+
 /** A precondition (If-Match / If-None-Match on PUT, If-Match on GET...) did not hold. */
-export class PreconditionFailedError extends Error {
+export class PreconditionFailedError extends DomainError {
   override name = 'PreconditionFailedError'
 }
 
 /** A request body exceeded the configured upload limit. */
-export class PayloadTooLargeError extends Error {
+export class PayloadTooLargeError extends DomainError {
   override name = 'PayloadTooLargeError'
   readonly limit: number
   constructor(limit: number, message = `request body exceeds the upload limit of ${limit} bytes`) {
@@ -39,7 +49,7 @@ export class PayloadTooLargeError extends Error {
 }
 
 /** Authentication failed; `reason` is short and safe to show to the client. */
-export class AuthError extends Error {
+export class AuthError extends DomainError {
   override name = 'AuthError'
   readonly reason: string
   constructor(reason: string, detail?: string) {
@@ -52,7 +62,7 @@ export class AuthError extends Error {
  * Too many failed authentications from one client address: answered without checking the
  * credential (that check, an Ed25519 verification, is the cost being bounded).
  */
-export class AuthRateLimitedError extends Error {
+export class AuthRateLimitedError extends DomainError {
   override name = 'AuthRateLimitedError'
   /** Whole seconds until the client may try again (the `Retry-After` value). */
   readonly retryAfterSeconds: number
@@ -68,13 +78,11 @@ export class AuthRateLimitedError extends Error {
 }
 
 /** The client went away or sent a broken body while we were reading it. */
-export class RequestAbortedError extends Error {
+export class RequestAbortedError extends DomainError {
   override name = 'RequestAbortedError'
 }
 
-const DOMAIN_ERRORS = new Set(['InvalidKeyError', 'UpstreamError', 'PreconditionFailedError', 'PayloadTooLargeError', 'AuthError', 'AuthRateLimitedError', 'RequestAbortedError'])
-
-/** True for the errors above: stores pass them through instead of wrapping them. */
-export function isDomainError(error: unknown): error is Error {
-  return error instanceof Error && DOMAIN_ERRORS.has(error.name)
+/** True for the errors above (by class, not by a `name` anyone could set). */
+export function isDomainError(error: unknown): error is DomainError {
+  return error instanceof DomainError
 }

@@ -136,3 +136,17 @@ export function link<T extends Duplex>(source: Readable, sink: T, options: { des
   })
   return source.pipe(sink)
 }
+
+/**
+ * A disk cache body, once its file is open; an entry evicted or replaced between the lookup
+ * and the open (ENOENT) is read through `fallback` instead (the store, or the page again).
+ */
+export async function openOrElse<T>(body: Readable, fallback: () => Promise<T>): Promise<Readable | T> {
+  try {
+    await whenReadable(body)
+    return body
+  } catch (error) {
+    if (!isMissingFile(error)) throw error
+  }
+  return fallback()
+}

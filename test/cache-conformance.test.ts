@@ -13,7 +13,8 @@ import { sliceBytes, toBuffer } from '../src/cache/bytes.ts'
 import { openDiskCache } from '../src/cache/disk.ts'
 import { createHybridCache } from '../src/cache/hybrid.ts'
 import { createMemoryCache } from '../src/cache/memory.ts'
-import { type Cache, type CacheHit, cacheKey } from '../src/cache/types.ts'
+import { cacheKey } from '../src/cache/keys.ts'
+import type { Cache, CacheHit } from '../src/cache/types.ts'
 import type { ByteRange, ObjectMeta } from '../src/stores/types.ts'
 
 const KiB = 1024

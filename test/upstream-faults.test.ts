@@ -15,10 +15,10 @@ import path from 'node:path'
 import { openDiskCache } from '../src/cache/disk.ts'
 import { createHybridCache } from '../src/cache/hybrid.ts'
 import { createMemoryCache } from '../src/cache/memory.ts'
-import { cacheKey } from '../src/cache/types.ts'
+import { cacheKey } from '../src/cache/keys.ts'
 import { createLogger } from '../src/log.ts'
 import { Telemetry } from '../src/metrics.ts'
-import { createObjectService } from '../src/objects.ts'
+import { createObjectService } from '../src/objects/index.ts'
 import { createS3Store } from '../src/stores/s3.ts'
 import type { ObjectMeta, Store } from '../src/stores/types.ts'
 import { BEARER, type TestGateway, startGateway } from './helpers/gateway.ts'
@@ -58,7 +58,9 @@ describe('a store that stalls', () => {
         res.end(Buffer.alloc(length, 2))
         return
       }
-      res.writeHead(200, { 'Content-Length': '100', ETag: '"e1"', 'Content-Type': 'application/octet-stream', 'Last-Modified': new Date().toUTCString() })
+      // A typed object is sent as its bytes arrive; an untyped one waits for its magic bytes.
+      const type = req.url?.includes('/untyped/') ? 'application/octet-stream' : 'video/mp4'
+      res.writeHead(200, { 'Content-Length': '100', ETag: '"e1"', 'Content-Type': type, 'Last-Modified': new Date().toUTCString() })
       if (req.method === 'HEAD') return res.end()
       res.write(Buffer.alloc(10, 1))
     })
@@ -106,6 +108,14 @@ describe('a store that stalls', () => {
     assert.equal(stats.cache.inflight_fills, 0)
     assert.equal(stats.cache.tiers.memory.entries, 0)
     assert.equal(await read(), 'aborted', 'a later reader starts a new fill instead of joining a dead one')
+  })
+
+  it('an untyped body that stops before its magic bytes arrive: every reader gets 504 (nothing was sent), the key is freed', async () => {
+    const statuses = await Promise.all([0, 1, 2].map(async () => (await fetch(`${gw.url}/objs/untyped/b`, { headers: auth })).status))
+    assert.deepEqual(statuses, [504, 504, 504])
+    await sleep(50)
+    const stats = (await (await fetch(`${gw.url}/stats`)).json()) as { cache: { inflight_fills: number } }
+    assert.equal(stats.cache.inflight_fills, 0)
   })
 
   it('a page body that stops mid-way ends the responses streaming it, is not cached, and frees the page', async () => {

@@ -17,9 +17,8 @@ export class Fill {
   #done = false
   #error: Error | undefined
   readonly #waiting = new Set<() => void>()
-  /** Set when a PUT replaced the object mid-fill: finish serving, but never cache. */
-  stale = false
-  readonly meta: ObjectMeta
+  /** Mutable only through `retype`, before any reader sees it. */
+  meta: ObjectMeta
 
   constructor(meta: ObjectMeta) {
     this.meta = meta
@@ -43,6 +42,22 @@ export class Fill {
     this.#done = true
     this.#wake()
     return keep(this.#chunks, this.#received)
+  }
+
+  /**
+   * The first `bytes` bytes (fewer if the object is smaller), once they have arrived; rejects
+   * if the fill fails first. Lets a caller hold its response headers until the body is known
+   * to start (a failure is then still an error status) or sniff the type from magic bytes.
+   */
+  async head(bytes: number): Promise<Buffer> {
+    const wanted = Math.min(bytes, this.meta.size)
+    while (this.#received < wanted && !this.#done && !this.#error) {
+      await new Promise<void>((resolve) => this.#waiting.add(resolve))
+    }
+    if (this.#error && this.#received < wanted) throw this.#error
+    const first: Buffer[] = []
+    for (let i = 0, got = 0; got < wanted; got += this.#chunks[i]!.byteLength, i++) first.push(this.#chunks[i]!)
+    return Buffer.concat(first).subarray(0, wanted)
   }
 
   /** A new reader: every byte from the start, at the reader's own pace. */

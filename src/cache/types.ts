@@ -32,8 +32,3 @@ export interface Cache {
   stats(): Record<string, TierStats>
   close?(): Promise<void>
 }
-
-/** The cache key for an object: bucket ids cannot contain NUL, so this never collides. */
-export function cacheKey(bucketId: string, key: string): string {
-  return `${bucketId}\u0000${key}`
-}

@@ -1,6 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream'
-import { type Bytes, keep } from './cache/bytes.ts'
-import { PayloadTooLargeError } from './errors.ts'
+import { type Bytes, keep } from '../cache/bytes.ts'
+import { PayloadTooLargeError } from '../errors.ts'
 
 /**
  * Counts upload bytes, fails the stream once they pass the upload limit, and keeps a copy

@@ -13,7 +13,7 @@
  * bytes it asks for. A single range always pages (its two end pages are its only spare bytes),
  * so sequential reads, zip and parquet readers keep their cache; only scattered probes do not.
  */
-import type { ByteRange } from './stores/types.ts'
+import type { ByteRange } from '../stores/types.ts'
 
 /** Pages' worth of bytes a request may fetch beyond those it asks for. */
 export const SPARE_PAGES = 2

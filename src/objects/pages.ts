@@ -1,11 +1,14 @@
 import { Readable } from 'node:stream'
-import { type Bytes, chunksOf, sliceBytes } from './cache/bytes.ts'
-import { Fill } from './cache/fill.ts'
-import type { Cache } from './cache/types.ts'
-import { UpstreamError } from './errors.ts'
+import { type Bytes, chunksOf, sliceBytes } from '../cache/bytes.ts'
+import { Fill } from '../cache/fill.ts'
+import { pageFlightKey, pageKey } from '../cache/keys.ts'
+import { Singleflight } from '../cache/singleflight.ts'
+import type { Cache } from '../cache/types.ts'
+import { UpstreamError, asUpstreamError } from '../errors.ts'
+import { openOrElse, sliceStream } from '../streams.ts'
+import type { ByteRange, ObjectMeta, Store } from '../stores/types.ts'
 import { type PagePlan, type PageState, planPages } from './page-budget.ts'
-import { isMissingFile, sliceStream, whenReadable } from './streams.ts'
-import type { ByteRange, ObjectMeta, Store } from './stores/types.ts'
+import { sameVersion } from './versions.ts'
 
 export interface PagerOptions {
   cache: Cache
@@ -26,51 +29,39 @@ export interface PagerOptions {
 }
 
 /**
- * A page in memory or on disk, or one still arriving: a fill that every reader streams from
- * as its bytes come in, so the first byte of a page miss goes out before the page is whole.
- * `exact`: a page this request may not fetch (see page-budget.ts): read only the bytes wanted.
+ * A page in memory or on disk, or one still arriving (a fill every reader streams from as its
+ * bytes come in, so the first byte of a page miss goes out before the page is whole), or one
+ * this request may not fetch (page-budget.ts): then only the bytes wanted are read.
  */
-type Page = { bytes: Bytes } | { open(range: ByteRange): Readable } | { fill: Fill } | { exact: true }
+type Page = { kind: 'memory'; bytes: Bytes } | { kind: 'disk'; open(range: ByteRange): Readable } | { kind: 'fill'; fill: Fill } | { kind: 'exact' }
 
 /**
  * A page is cached as an entry of its own size (tiers check that size against the bytes),
- * with the object's ETag, type and date: the ETag plus the page's expected length identify
- * the object version it belongs to.
+ * with the object's ETag, type and date: those plus the page's expected length identify the
+ * object version it belongs to.
  */
 function pageMeta(meta: ObjectMeta, length: number): ObjectMeta {
   return { ...meta, size: length }
 }
 
-export function pageKey(ck: string, index: number): string {
-  return `${ck}\u0000page:${index}`
-}
-
-/**
- * A page fill is shared only by readers of the same object version: after a PUT, a reader
- * of the new version must never join a fill of the old one still in flight.
- */
-function flightKey(pk: string, meta: ObjectMeta): string {
-  return `${pk}\u0000${meta.etag ?? ''}\u0000${meta.size}\u0000${meta.lastModified?.getTime() ?? ''}`
-}
-
 /**
  * Page-aligned partial caching for large objects: a range is served from the fixed-size pages
  * it covers, each fetched with one ranged upstream GET under its own singleflight and cached
- * like any entry. Every page carries the object's ETag: a page of another version is never
+ * like any entry. Every page carries the object's version: a page of another version is never
  * stitched into a response (it is refetched, and a mismatch upstream fails the response).
  */
 export function createPager(options: PagerOptions) {
   const { cache, pageSize, readAhead, upstream } = options
-  const flights = new Map<string, Promise<Page>>()
+  const flights = new Singleflight<string, Page>()
 
   function pageRange(meta: ObjectMeta, index: number): ByteRange {
     return { start: index * pageSize, end: Math.min((index + 1) * pageSize, meta.size) - 1 }
   }
 
-  /** The cached page belongs to this version of the object: same ETag, this page's length. */
+  /** The cached page belongs to this version of the object (ETag, date) and has this page's length. */
   function isPageOf(cached: ObjectMeta, meta: ObjectMeta, index: number): boolean {
     const range = pageRange(meta, index)
-    return cached.etag === meta.etag && cached.size === range.end - range.start + 1
+    return sameVersion(cached, { ...meta, size: cached.size }) && cached.size === range.end - range.start + 1
   }
 
   /** Starts a page's upstream GET; resolves once its headers are checked, with the fill. */
@@ -78,7 +69,7 @@ export function createPager(options: PagerOptions) {
     const range = pageRange(meta, index)
     const got = await upstream(store, 'get-page', () => store.get(key, { range }))
     const length = range.end - range.start + 1
-    if (!got || got.meta.size !== meta.size || (meta.etag && got.meta.etag !== meta.etag) || got.range?.start !== range.start || got.range.end !== range.end) {
+    if (!got || !sameVersion(got.meta, meta) || got.range?.start !== range.start || got.range.end !== range.end) {
       got?.body.destroy()
       await options.onChanged(ck)
       throw new UpstreamError(store.id, 'server', 'object changed upstream during a paged read')
@@ -92,29 +83,25 @@ export function createPager(options: PagerOptions) {
   async function getPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number, mayFetch: PagePlan['mayFetch'], fromCache = true): Promise<Page> {
     const pk = pageKey(ck, index)
     const hit = fromCache ? await cache.get(pk) : undefined
-    if (hit && isPageOf(hit.meta, meta, index)) return hit.tier === 'memory' ? { bytes: hit.body } : { open: hit.open }
-    const fk = flightKey(pk, meta)
-    let flight = flights.get(fk)
-    if (!flight) {
-      if (!mayFetch(index)) return { exact: true }
-      const fetched = fetchPage(store, key, ck, meta, index)
-      flight = fetched.then(({ fill }) => ({ fill }))
-      flights.set(fk, flight)
-      const joinable = flight
-      const forget = () => flights.get(fk) === joinable && flights.delete(fk)
-      // Readers stream the page as it arrives; the flight stays joinable until the cache
-      // holds it (a disk write can take a while), so nobody fetches it twice meanwhile.
-      fetched
-        .then(({ fill, filled }) =>
-          filled.then(
-            (bytes) => cache.set(pk, fill.meta, bytes),
-            (error: unknown) => options.onBodyError(store, error),
-          ),
+    if (hit && isPageOf(hit.meta, meta, index)) return hit.tier === 'memory' ? { kind: 'memory', bytes: hit.body } : { kind: 'disk', open: hit.open }
+    const fk = pageFlightKey(pk, meta)
+    if (!flights.has(fk) && !mayFetch(index)) return { kind: 'exact' }
+    let filled: Promise<unknown> | undefined
+    // Readers stream the page as it arrives; the flight stays joinable until the cache holds
+    // it (a disk write can take a while), so nobody fetches it twice meanwhile.
+    const { value } = flights.run(
+      fk,
+      async () => {
+        const fetched = await fetchPage(store, key, ck, meta, index)
+        filled = fetched.filled.then(
+          (bytes) => cache.set(pk, fetched.fill.meta, bytes),
+          (error: unknown) => options.onBodyError(store, error),
         )
-        .catch(() => {}) // a failed GET reaches its callers through `flight`
-        .finally(forget)
-    }
-    return flight
+        return { kind: 'fill', fill: fetched.fill }
+      },
+      () => filled,
+    )
+    return value
   }
 
   /** Where page `index` stands for this version: cached, being fetched, or neither. */
@@ -122,7 +109,7 @@ export function createPager(options: PagerOptions) {
     const pk = pageKey(ck, index)
     const hit = await cache.get(pk)
     if (hit && isPageOf(hit.meta, meta, index)) return 'cached'
-    return flights.has(flightKey(pk, meta)) ? 'inflight' : 'missing'
+    return flights.has(pageFlightKey(pk, meta)) ? 'inflight' : 'missing'
   }
 
   /** Decides, once per request and before any read, which cold pages its ranges may fetch. */
@@ -132,9 +119,9 @@ export function createPager(options: PagerOptions) {
 
   /**
    * Streams `range` page after page, fetching at most `readAhead` pages beyond the one being
-   * sent. The first page's upstream answer is awaited before this resolves, so a failing
-   * store is an error status rather than a truncated body; its bytes stream as they arrive.
-   * A page `mayFetch` refuses (and not cached or in flight) is read as the exact bytes wanted.
+   * sent. The first page's first byte (or its failure) is awaited before this resolves, so a
+   * failing store is an error status rather than a cut response; its bytes stream as they
+   * arrive. A page `mayFetch` refuses (and not cached or in flight) is read as the exact bytes wanted.
    */
   async function read(store: Store, key: string, ck: string, meta: ObjectMeta, range: ByteRange, mayFetch: PagePlan['mayFetch']): Promise<Readable> {
     const first = Math.floor(range.start / pageSize)
@@ -155,35 +142,40 @@ export function createPager(options: PagerOptions) {
       const { start, end } = wantedOf(index)
       return options.readExact(store, key, meta, { start: index * pageSize + start, end: index * pageSize + end })
     }
+    /** A page's wanted bytes as a stream; a disk page evicted or replaced since its lookup is fetched instead. */
+    const open = async (index: number, page: Page): Promise<Readable | Bytes> => {
+      const wanted = wantedOf(index)
+      switch (page.kind) {
+        case 'memory':
+          return sliceBytes(page.bytes, wanted.start, wanted.end)
+        case 'disk':
+          return openOrElse(page.open(wanted), async () => open(index, await getPage(store, key, ck, meta, index, mayFetch, false)))
+        case 'fill':
+          return sliceStream(page.fill.subscribe(), wanted)
+        case 'exact':
+          return exactly(index)
+      }
+    }
     request(first)
+    const firstPage = await pending.get(first)!
+    // Headers wait for the first byte: a page whose body fails before it is still a 5xx.
+    if (firstPage.kind === 'fill') {
+      await firstPage.fill.head(1).catch((error: unknown) => {
+        throw asUpstreamError(store.id, error, 'page body failed before its first byte')
+      })
+    }
     // An exact first page is opened now too, so that its failure is still an error status.
-    let opened = 'exact' in (await pending.get(first)!) ? await exactly(first) : undefined
+    let opened = firstPage.kind === 'exact' ? await exactly(first) : undefined
     async function* pages(): AsyncGenerator<Buffer> {
       for (let index = first; index <= last; index++) {
         for (let ahead = 1; ahead <= readAhead; ahead++) request(index + ahead)
         request(index)
-        let page = await pending.get(index)!
+        const page = await pending.get(index)!
         pending.delete(index)
-        const wanted = wantedOf(index)
-        const { start: from, end: to } = wanted
-        let body: Readable | undefined
-        if ('open' in page) {
-          body = page.open(wanted)
-          try {
-            await whenReadable(body)
-          } catch (error) {
-            // Evicted or replaced between the lookup and the open: fetch the page instead.
-            if (!isMissingFile(error)) throw error
-            body = undefined
-            page = await getPage(store, key, ck, meta, index, mayFetch, false)
-          }
-        }
-        if ('bytes' in page) yield* chunksOf(sliceBytes(page.bytes, from, to))
-        else {
-          body ??= 'open' in page ? page.open(wanted) : 'fill' in page ? sliceStream(page.fill.subscribe(), wanted) : (opened ?? (await exactly(index)))
-          opened = undefined
-          for await (const chunk of body) yield chunk as Buffer
-        }
+        const body = opened ?? (await open(index, page))
+        opened = undefined
+        if (Buffer.isBuffer(body) || Array.isArray(body)) yield* chunksOf(body)
+        else for await (const chunk of body) yield chunk as Buffer
       }
     }
     const out = Readable.from(pages(), { objectMode: false })

@@ -1,0 +1,37 @@
+/**
+ * The cache's key layout, in one place. Bucket ids cannot contain NUL, and object keys are
+ * validated to contain none (stores/key.ts), so NUL separates parts without any collision.
+ *
+ * - `bucket\0key`: a whole object;
+ * - `bucket\0key\0meta`: the metadata record of a large (paged) object;
+ * - `bucket\0key\0page:N`: page N of a large object.
+ */
+import type { ObjectMeta } from '../stores/types.ts'
+
+/** The cache key for an object. */
+export function cacheKey(bucketId: string, key: string): string {
+  return `${bucketId}\u0000${key}`
+}
+
+/** The cache key of a large object's metadata record. */
+export function metaRecordKey(ck: string): string {
+  return `${ck}\u0000meta`
+}
+
+/** The cache key of page `index` of a large object. */
+export function pageKey(ck: string, index: number): string {
+  return `${ck}\u0000page:${index}`
+}
+
+/**
+ * The singleflight key of a page fill: shared only by readers of the same object version, so
+ * after a PUT a reader of the new version never joins a fill of the old one still in flight.
+ */
+export function pageFlightKey(pk: string, meta: ObjectMeta): string {
+  return `${pk}\u0000${versionOf(meta)}`
+}
+
+/** What tells two versions of an object apart: ETag, size and date (for stores without ETags). */
+export function versionOf(meta: ObjectMeta): string {
+  return `${meta.etag ?? ''}\u0000${meta.size}\u0000${meta.lastModified?.getTime() ?? ''}`
+}

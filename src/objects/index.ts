@@ -1,0 +1,56 @@
+import type { Cache } from '../cache/types.ts'
+import type { Logger } from '../log.ts'
+import type { Telemetry } from '../metrics.ts'
+import { KnownObjects } from './known.ts'
+import { createReadPath } from './read.ts'
+import type { ObjectService } from './types.ts'
+import { createUpstream } from './upstream.ts'
+import { createWritePath } from './write.ts'
+
+export type { ObjectService, ObjectSource, OpenObject, WriteOptions } from './types.ts'
+
+export interface ObjectServiceOptions {
+  cache: Cache
+  /** Larger objects are not cached whole: streamed through, or cached page by page. */
+  maxObjectSize: number
+  /** PUT bodies larger than this are refused (413). */
+  maxUploadSize: number
+  /** Page size for large objects; 0 disables page caching. */
+  pageSize?: number
+  /** Pages fetched ahead of the one being sent (default 2). */
+  readAhead?: number
+  /**
+   * A store call that has not answered (headers) within this many ms, or a body the gateway
+   * is reading that stalls this long, fails with an `UpstreamError` of kind `timeout` (504).
+   * Default 30 s.
+   */
+  upstreamTimeoutMs?: number
+  telemetry: Telemetry
+  logger: Logger
+}
+
+/**
+ * The read and write paths: cache lookups, singleflight fills, page-aligned reads of large
+ * objects, write-through PUT. Knows nothing of HTTP or auth; throws domain errors.
+ *
+ * @example
+ * const objects = createObjectService({ cache, maxObjectSize: 64 * 2 ** 20, maxUploadSize: 5 * 2 ** 30, telemetry, logger })
+ * const object = await objects.open(store, 'photos/a.jpg', false)
+ */
+export function createObjectService(options: ObjectServiceOptions): ObjectService {
+  const { cache, maxObjectSize, telemetry } = options
+  const pageSize = options.pageSize ?? 0
+  const timeoutMs = options.upstreamTimeoutMs ?? 30_000
+  const upstream = createUpstream(timeoutMs, telemetry)
+  const known = new KnownObjects(cache, (meta) => pageSize > 0 && meta.size > maxObjectSize)
+  const reads = createReadPath({ cache, known, upstream, maxObjectSize, pageSize, readAhead: options.readAhead ?? 2, timeoutMs, telemetry, logger: options.logger })
+  const writes = createWritePath({ cache, known, upstream, invalidate: reads.invalidate, maxObjectSize, maxUploadSize: options.maxUploadSize })
+  return {
+    open: reads.open,
+    openInMemory: reads.openInMemory,
+    head: reads.head,
+    prefetch: reads.prefetch,
+    write: writes.write,
+    inflightFills: reads.inflightFills,
+  }
+}
