@@ -10,7 +10,7 @@ import { copyFile, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } f
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, describe, it } from 'node:test'
-import { type DiskCacheOptions, type DiskFs, type DiskOp, nodeFs, openDiskCache } from '../src/cache/disk.ts'
+import { type DiskCacheOptions, type DiskFs, type DiskOp, nodeFs, openDiskCache } from '../src/cache/disk/index.ts'
 import type { CacheHit } from '../src/cache/types.ts'
 import type { ByteRange, ObjectMeta } from '../src/stores/types.ts'
 
