@@ -43,10 +43,10 @@ export const sha256 = (data: string | Buffer): string => createHash('sha256').up
 /** What a file of `fileSize` bytes is charged against the bound: whole blocks, at least one. */
 export const charge = (fileSize: number): number => Math.ceil(Math.max(fileSize, 1) / BLOCK_BYTES) * BLOCK_BYTES
 
-/** The header for `body` of `key` as described by `meta`. */
-export function headerOf(key: string, meta: ObjectMeta, digest: string, written: number): Header {
+/** The header for `key` as described by `meta`, but its digest: everything known before the body is hashed. */
+export function headerOf(key: string, meta: ObjectMeta, written: number): Omit<Header, 'sha256'> {
   const { size, contentType, etag, lastModified } = meta
-  return { v: FORMAT_VERSION, key, size, contentType, etag, lastModified: lastModified?.toISOString(), sha256: digest, written }
+  return { v: FORMAT_VERSION, key, size, contentType, etag, lastModified: lastModified?.toISOString(), written }
 }
 
 /** The metadata a header describes; absent fields stay absent. */
