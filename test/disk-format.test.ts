@@ -22,6 +22,7 @@ import {
   isFanName,
   isTempName,
   metaOf,
+  storedAtOf,
   tempPath,
 } from '../src/cache/disk/format.ts'
 import type { ObjectMeta } from '../src/stores/types.ts'
@@ -59,6 +60,17 @@ describe('disk file format', () => {
     assert.equal('etag' in decoded.header, false)
   })
 
+  it('records storedAt only when it differs from the write time; without it, storedAt is the write time', () => {
+    const fresh = decodeHeader(encodeHeader({ ...headerOf('k', META, 5_000), sha256: DIGEST }))
+    assert.ok(fresh)
+    assert.equal('storedAt' in fresh.header, false) // byte-identical to what older versions wrote
+    assert.equal(storedAtOf(fresh.header), 5_000)
+    const copy = decodeHeader(encodeHeader({ ...headerOf('k', META, 5_000, 1_000), sha256: DIGEST }))
+    assert.ok(copy)
+    assert.equal(copy.header.written, 5_000)
+    assert.equal(storedAtOf(copy.header), 1_000)
+  })
+
   it('knows the encoded length before the digest is known', () => {
     const header = headerOf('b\u0000🐈'.repeat(50), META, 42)
     assert.equal(encodedLength(header), encodeHeader({ ...header, sha256: DIGEST }).byteLength)
@@ -92,6 +104,8 @@ describe('disk file format', () => {
       { written: 'yesterday' },
       { written: undefined },
       { etag: 5 },
+      { storedAt: '2024-01-01' },
+      { storedAt: null },
       { lastModified: 'not a date' },
     ]
     for (const change of bad) assert.equal(decodeHeader(rawHeader(JSON.stringify({ ...good, ...change }))), undefined, JSON.stringify(change))

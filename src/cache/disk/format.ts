@@ -3,7 +3,8 @@
  * it lives.
  *
  * Entry file layout (format 1): `CGD1`, a uint32 BE header length, the header as UTF-8 JSON
- * (`Header` below), then the body. One file per entry at `<root>/ab/cd/<sha256(key)>.<rand>`;
+ * (`Header` below), then the body. Fields added since (`storedAt`) are optional, so files of
+ * either age read with either version of this module: a reader ignores unknown fields. One file per entry at `<root>/ab/cd/<sha256(key)>.<rand>`;
  * the random suffix makes every write a new file, so a hit handed out before an overwrite
  * keeps reading the version it was given (or fails with ENOENT), never a mix of two.
  */
@@ -36,6 +37,12 @@ export interface Header {
   sha256: string
   /** Write time (ms since epoch): on recovery, the newest of two files for one key wins. */
   written: number
+  /**
+   * When the object was first stored (ms since epoch), present only when it differs from
+   * `written` (the entry copies one stored earlier). Absent, as in every file written before
+   * this field existed, it is `written`.
+   */
+  storedAt?: number
 }
 
 export const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex')
@@ -44,10 +51,15 @@ export const sha256 = (data: string | Buffer): string => createHash('sha256').up
 export const charge = (fileSize: number): number => Math.ceil(Math.max(fileSize, 1) / BLOCK_BYTES) * BLOCK_BYTES
 
 /** The header for `key` as described by `meta`, but its digest: everything known before the body is hashed. */
-export function headerOf(key: string, meta: ObjectMeta, written: number): Omit<Header, 'sha256'> {
+export function headerOf(key: string, meta: ObjectMeta, written: number, storedAt = written): Omit<Header, 'sha256'> {
   const { size, contentType, etag, lastModified } = meta
-  return { v: FORMAT_VERSION, key, size, contentType, etag, lastModified: lastModified?.toISOString(), written }
+  const header: Omit<Header, 'sha256'> = { v: FORMAT_VERSION, key, size, contentType, etag, lastModified: lastModified?.toISOString(), written }
+  if (storedAt !== written) header.storedAt = storedAt
+  return header
 }
+
+/** When the entry's object was stored (ms since epoch). */
+export const storedAtOf = (header: Omit<Header, 'sha256'>): number => header.storedAt ?? header.written
 
 /** The metadata a header describes; absent fields stay absent. */
 export function metaOf(header: Header): ObjectMeta {
@@ -111,6 +123,7 @@ function parseHeader(bytes: Buffer): Header | undefined {
     (h.size > 0 || h.sha256 === EMPTY_SHA256) &&
     typeof h.written === 'number' &&
     Number.isFinite(h.written) &&
+    (h.storedAt === undefined || (typeof h.storedAt === 'number' && Number.isFinite(h.storedAt))) &&
     optionalString(h.etag) &&
     optionalString(h.lastModified) &&
     (h.lastModified === undefined || !Number.isNaN(Date.parse(h.lastModified as string)))

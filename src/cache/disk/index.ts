@@ -9,8 +9,8 @@ import path from 'node:path'
 import type { ObjectMeta } from '../../stores/types.ts'
 import { byteLength } from '../bytes.ts'
 import { S3FifoCache } from '../s3fifo.ts'
-import type { CacheHit, TierStats } from '../types.ts'
-import { type Header, MAX_HEADER_BYTES, PREFIX_BYTES, charge, encodeHeader, encodedLength, entryPath, headerOf } from './format.ts'
+import type { CacheHit, SetOptions, TierStats } from '../types.ts'
+import { type Header, MAX_HEADER_BYTES, PREFIX_BYTES, charge, encodeHeader, encodedLength, entryPath, headerOf, storedAtOf } from './format.ts'
 import { nodeFs } from './fs.ts'
 import { Housekeeper } from './housekeeping.ts'
 import { type ReadContext, openBody } from './read.ts'
@@ -68,11 +68,12 @@ export async function openDiskCache(options: DiskCacheOptions): Promise<DiskCach
   }
 
   /** The entry a write of `meta` would create, without its digest; no I/O, no hashing. */
-  function plan(key: string, meta: ObjectMeta): { entry: Omit<Entry, 'sha256'>; header: Omit<Header, 'sha256'> } {
-    const header = headerOf(key, meta, now())
+  function plan(key: string, meta: ObjectMeta, options: SetOptions = {}): { entry: Omit<Entry, 'sha256'>; header: Omit<Header, 'sha256'> } {
+    const written = now()
+    const header = headerOf(key, meta, written, options.storedAt ?? written)
     const offset = encodedLength(header)
     const file = entryPath(root, key, randomBytes(6).toString('hex'))
-    return { header, entry: { key, file, meta: { ...meta }, offset, fileSize: offset + meta.size, written: header.written, verified: true } }
+    return { header, entry: { key, file, meta: { ...meta }, offset, fileSize: offset + meta.size, written, storedAt: storedAtOf(header), verified: true } }
   }
 
   for (const entry of await recoverEntries(root, fs, upkeep)) index.set(entry.key, entry, charge(entry.fileSize))
@@ -92,10 +93,10 @@ export async function openDiskCache(options: DiskCacheOptions): Promise<DiskCach
       }
       // Deleted or replaced while the stat ran: not a hit.
       if (index.peek(key) !== entry) return undefined
-      return { tier: 'disk', meta: entry.meta, open: (range) => openBody(reads, key, entry, range) }
+      return { tier: 'disk', meta: entry.meta, storedAt: entry.storedAt, open: (range) => openBody(reads, key, entry, range) }
     },
 
-    async set(key, meta, body) {
+    async set(key, meta, body, options) {
       if (meta.size !== byteLength(body)) throw new TypeError(`meta.size ${meta.size} != body length ${byteLength(body)}`)
       const token = {}
       pending.set(key, token)
@@ -108,7 +109,7 @@ export async function openDiskCache(options: DiskCacheOptions): Promise<DiskCach
         return false
       }
       // Everything that can refuse the write is checked before the body is hashed (a 64 MiB body takes ~40 ms).
-      const { entry: planned, header } = plan(key, meta)
+      const { entry: planned, header } = plan(key, meta, options)
       const unreadable = planned.offset > PREFIX_BYTES + MAX_HEADER_BYTES // recovery would drop it
       if (unreadable || charge(planned.fileSize) > maxBytes || !writer.accepting) return refuse()
       const digest = await digestOf(body)

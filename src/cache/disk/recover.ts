@@ -5,7 +5,7 @@
  */
 import type { FileHandle } from 'node:fs/promises'
 import path from 'node:path'
-import { MAX_HEADER_BYTES, PREFIX_BYTES, decodeHeader, hashOfEntryName, isFanName, isTempName, metaOf, sha256 } from './format.ts'
+import { MAX_HEADER_BYTES, PREFIX_BYTES, decodeHeader, hashOfEntryName, isFanName, isTempName, metaOf, sha256, storedAtOf } from './format.ts'
 import { type DiskFs, errorCode } from './fs.ts'
 import type { Housekeeper } from './housekeeping.ts'
 import type { Entry } from './types.ts'
@@ -63,7 +63,7 @@ async function load(file: string, hash: string, fs: DiskFs, upkeep: Housekeeper)
     else if (fileSize !== decoded.offset + decoded.header.size) reason = `size ${fileSize} != ${decoded.offset + decoded.header.size} (torn or truncated)`
     else {
       const { header, offset } = decoded
-      return { key: header.key, file, meta: metaOf(header), offset, fileSize, sha256: header.sha256, written: header.written, verified: false }
+      return { key: header.key, file, meta: metaOf(header), offset, fileSize, sha256: header.sha256, written: header.written, storedAt: storedAtOf(header), verified: false }
     }
   } catch (error) {
     reason = `unreadable: ${errorCode(error) ?? String(error)}`

@@ -12,7 +12,7 @@ export interface DiskCacheOptions {
   /** Every disk error the tier absorbs (wire to `Telemetry.diskError`). */
   onError?: (op: DiskOp, error: unknown) => void
   fs?: DiskFs
-  /** Clock for the write cool-down, in ms. */
+  /** Clock (ms since epoch) for the write cool-down and each entry's stored-at time. Default `Date.now`. */
   now?: () => number
 }
 
@@ -33,6 +33,8 @@ export interface Entry {
   fileSize: number
   sha256: string
   written: number
+  /** When the object was stored (ms since epoch); see `Header.storedAt`. */
+  storedAt: number
   /** The body has been hashed since this process opened the tier (or was written by it). */
   verified: boolean
   verifying?: Promise<void>
