@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net'
 import { type RequestListener, type Server, createServer } from 'node:http'
 import { createApp } from './app.ts'
-import { openDiskCache } from './cache/disk.ts'
+import { openDiskCache } from './cache/disk/index.ts'
 import { createHybridCache } from './cache/hybrid.ts'
 import { createMemoryCache } from './cache/memory.ts'
 import type { Cache } from './cache/types.ts'

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, afterEach, beforeEach, describe, it } from 'node:test'
 import { sliceBytes, toBuffer } from '../src/cache/bytes.ts'
-import { openDiskCache } from '../src/cache/disk.ts'
+import { openDiskCache } from '../src/cache/disk/index.ts'
 import { createHybridCache } from '../src/cache/hybrid.ts'
 import { createMemoryCache } from '../src/cache/memory.ts'
 import { cacheKey } from '../src/cache/keys.ts'
@@ -24,7 +24,13 @@ const BOUND = MiB
 interface Fixture {
   cache: Cache
   close(): Promise<void>
+  /** Closes the cache and opens it again on the same storage, as a restart does; absent for memory. */
+  reopen?(): Promise<Cache>
 }
+
+/** The clock every tier is given: tests move it, nothing sleeps. */
+const clock = { ms: 1_700_000_000_000 }
+const now = () => clock.ms
 
 const dirs: string[] = []
 after(async () => {
@@ -48,12 +54,12 @@ function metaOf(body: Buffer, extra: Partial<ObjectMeta> = {}): ObjectMeta {
   return { size: body.byteLength, contentType: 'application/x-test', etag: '"e1"', lastModified: new Date('2024-05-06T07:08:09.123Z'), ...extra }
 }
 
-function describeCache(name: string, factory: (maxBytes: number) => Promise<Fixture>): void {
+function describeCache(name: string, factory: (maxBytes: number, now: () => number) => Promise<Fixture>): void {
   describe(`${name} cache conformance`, () => {
     let fixture: Fixture
     let cache: Cache
     beforeEach(async () => {
-      fixture = await factory(BOUND)
+      fixture = await factory(BOUND, now)
       cache = fixture.cache
     })
     afterEach(() => fixture.close())
@@ -175,6 +181,38 @@ function describeCache(name: string, factory: (maxBytes: number) => Promise<Fixt
       assert.equal((await bytesOf(hit)).length, 0)
     })
 
+    it('a hit carries the time it was stored; a new set stores a new time', async () => {
+      const body = randomBytes(10 * KiB)
+      const stored = clock.ms
+      assert.equal(await cache.set('b\u0000dated', metaOf(body), body), true)
+      clock.ms += 60_000
+      assert.equal((await cache.get('b\u0000dated'))?.storedAt, stored)
+      assert.equal(cache.peek?.('b\u0000dated')?.storedAt ?? stored, stored)
+      assert.equal(await cache.set('b\u0000dated', metaOf(body), body), true)
+      assert.equal((await cache.get('b\u0000dated'))?.storedAt, clock.ms)
+    })
+
+    it('set with a storedAt keeps it (a copy of an entry stored earlier)', async () => {
+      const body = randomBytes(KiB)
+      assert.equal(await cache.set('b\u0000copied', metaOf(body), body, { storedAt: 1_600_000_000_000 }), true)
+      assert.equal((await cache.get('b\u0000copied'))?.storedAt, 1_600_000_000_000)
+    })
+
+    it('the stored-at time survives a restart', async (t) => {
+      if (!fixture.reopen) return t.skip('not persistent')
+      const body = randomBytes(10 * KiB)
+      const stored = clock.ms
+      await cache.set('b\u0000kept', metaOf(body), body)
+      await cache.set('b\u0000copied', metaOf(body), body, { storedAt: 1_600_000_000_000 })
+      clock.ms += 3_600_000
+      cache = await fixture.reopen()
+      const hit = await cache.get('b\u0000kept')
+      assert.ok(hit)
+      assert.equal(hit.storedAt, stored)
+      assert.deepEqual(await bytesOf(hit), body)
+      assert.equal((await cache.get('b\u0000copied'))?.storedAt, 1_600_000_000_000)
+    })
+
     it('keys with unicode, slashes, dots and NUL separators stay distinct', async () => {
       const keys = [
         cacheKey('bucket', 'path/to/ké y.txt'),
@@ -196,16 +234,39 @@ function describeCache(name: string, factory: (maxBytes: number) => Promise<Fixt
   })
 }
 
-describeCache('memory', async (maxBytes) => ({ cache: createMemoryCache({ maxBytes }), close: async () => {} }))
+describeCache('memory', async (maxBytes, now) => ({ cache: createMemoryCache({ maxBytes, now }), close: async () => {} }))
 
-describeCache('disk', async (maxBytes) => {
-  const cache = await openDiskCache({ path: await tempDir(), maxBytes })
-  return { cache, close: () => cache.close() }
+describeCache('disk', async (maxBytes, now) => {
+  const dir = await tempDir()
+  let cache = await openDiskCache({ path: dir, maxBytes, now })
+  return {
+    get cache() {
+      return cache
+    },
+    close: () => cache.close(),
+    async reopen() {
+      await cache.close()
+      cache = await openDiskCache({ path: dir, maxBytes, now })
+      return cache
+    },
+  }
 })
 
-describeCache('hybrid', async (maxBytes) => {
-  const cache = createHybridCache({ memory: createMemoryCache({ maxBytes }), disk: await openDiskCache({ path: await tempDir(), maxBytes }) })
-  return { cache, close: () => cache.close() }
+describeCache('hybrid', async (maxBytes, now) => {
+  const dir = await tempDir()
+  const open = async () => createHybridCache({ memory: createMemoryCache({ maxBytes, now }), disk: await openDiskCache({ path: dir, maxBytes, now }), now })
+  let cache = await open()
+  return {
+    get cache() {
+      return cache
+    },
+    close: () => cache.close(),
+    async reopen() {
+      await cache.close()
+      cache = await open()
+      return cache
+    },
+  }
 })
 
 describe('hybrid cache', () => {
@@ -276,6 +337,34 @@ describe('hybrid cache', () => {
     await cache.settled()
     assert.equal((await memory.get('b\u0000small'))?.tier, 'memory')
     assert.equal(await memory.get('b\u0000large'), undefined)
+    await cache.close()
+  })
+
+  it('a promoted entry keeps the time it was first stored, before and after a restart', async () => {
+    const dir = await tempDir()
+    const open = async () => {
+      const memory = createMemoryCache({ maxBytes: BOUND, now })
+      return { memory, cache: createHybridCache({ memory, disk: await openDiskCache({ path: dir, maxBytes: 4 * BOUND, now }), promoteAfter: 1, now }) }
+    }
+    let { memory, cache } = await open()
+    const body = randomBytes(64 * KiB)
+    const stored = clock.ms
+    await cache.set('b\u0000aged', metaOf(body), body)
+    await memory.delete('b\u0000aged')
+    clock.ms += 60_000
+    const fromDisk = await cache.get('b\u0000aged')
+    assert.equal(fromDisk?.tier, 'disk')
+    assert.equal(fromDisk.storedAt, stored)
+    assert.deepEqual(await bytesOf(fromDisk), body)
+    await cache.settled()
+    assert.deepEqual(await memory.get('b\u0000aged').then((hit) => [hit?.tier, hit?.storedAt]), ['memory', stored])
+
+    await cache.close()
+    clock.ms += 60_000
+    ;({ memory, cache } = await open())
+    await bytesOf((await cache.get('b\u0000aged'))!)
+    await cache.settled()
+    assert.deepEqual(await cache.get('b\u0000aged').then((hit) => [hit?.tier, hit?.storedAt]), ['memory', stored])
     await cache.close()
   })
 

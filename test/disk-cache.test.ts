@@ -10,7 +10,7 @@ import { copyFile, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } f
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, describe, it } from 'node:test'
-import { type DiskCacheOptions, type DiskFs, type DiskOp, nodeFs, openDiskCache } from '../src/cache/disk.ts'
+import { type DiskCacheOptions, type DiskFs, type DiskOp, nodeFs, openDiskCache } from '../src/cache/disk/index.ts'
 import type { CacheHit } from '../src/cache/types.ts'
 import type { ByteRange, ObjectMeta } from '../src/stores/types.ts'
 
@@ -232,6 +232,48 @@ describe('disk cache', () => {
     assert.equal(writeOpens, opensBefore, 'no write attempted during the cool-down')
     clock += 30_000
     assert.equal(await cache.set('b\u0000resumed', metaOf(kept), kept), true)
+  })
+
+  it('refuses a write it cannot make (breaker open, over the bound, header too long) before hashing the body', async () => {
+    /** A chunk-list body whose walks are counted: the length check walks it once, hashing would walk it again. */
+    const counted = (body: Buffer) => {
+      const chunks = [body.subarray(0, body.length >> 1), body.subarray(body.length >> 1)]
+      const walks = { count: 0 }
+      const values = chunks[Symbol.iterator].bind(chunks)
+      Object.defineProperty(chunks, Symbol.iterator, { value: () => (walks.count++, values()) })
+      return { chunks, walks, meta: metaOf(body) }
+    }
+    const root = await tempDir()
+    let full = false
+    const fs: DiskFs = {
+      ...nodeFs,
+      open: async (file, flags, mode) => {
+        if (full && flags === 'wx') throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO', syscall: 'open' })
+        return nodeFs.open(file, flags, mode)
+      },
+    }
+    const { cache } = await open(root, { fs, maxBytes: 64 * KiB, now: () => 0 })
+    const fits = counted(randomBytes(8 * KiB))
+    assert.equal(await cache.set('b\u0000fits', fits.meta, fits.chunks), true)
+    assert.ok(fits.walks.count >= 2, `a stored body is hashed (${fits.walks.count} walks)`)
+
+    const huge = counted(randomBytes(64 * KiB))
+    assert.equal(await cache.set('b\u0000huge', huge.meta, huge.chunks), false)
+    assert.equal(huge.walks.count, 1, 'over the bound: only the length check walked the body')
+
+    const longKey = counted(randomBytes(KiB))
+    assert.equal(await cache.set(`b\u0000${'k'.repeat(70 * KiB)}`, longKey.meta, longKey.chunks), false)
+    assert.equal(longKey.walks.count, 1, 'header over its limit: only the length check walked the body')
+
+    full = true
+    const failing = randomBytes(KiB)
+    for (let i = 0; i < 3; i++) assert.equal(await cache.set(`b\u0000fail${i}`, metaOf(failing), failing), false)
+    full = false
+    const paused = counted(randomBytes(8 * KiB))
+    assert.equal(await cache.set('b\u0000paused', paused.meta, paused.chunks), false)
+    assert.equal(paused.walks.count, 1, 'breaker open: only the length check walked the body')
+    assert.equal(await cache.get('b\u0000huge'), undefined)
+    assert.ok(await cache.get('b\u0000fits'))
   })
 
   it('absorbs read errors: get is undefined for the broken entry, others still served', async () => {

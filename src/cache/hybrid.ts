@@ -18,7 +18,7 @@
  */
 import type { ObjectMeta } from '../stores/types.ts'
 import { type Readable, Transform } from 'node:stream'
-import type { Cache, CacheHit, TierStats } from './types.ts'
+import type { Cache, CacheHit, SetOptions, TierStats } from './types.ts'
 import { type Bytes, keep } from './bytes.ts'
 import { link } from '../streams.ts'
 
@@ -35,6 +35,8 @@ export interface HybridCacheOptions {
   promoteAfter?: number
   /** Keys whose disk hits are counted towards promotion (oldest forgotten first). Default 4096. */
   promoteWindow?: number
+  /** Clock for the stored-at time both tiers record on a set (ms since epoch). Default `Date.now`. */
+  now?: () => number
 }
 
 export interface HybridCache extends Cache {
@@ -57,6 +59,7 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
   const maxPromoteSize = options.maxPromoteSize ?? Math.floor(memoryBound / 8)
   const promoteAfter = options.promoteAfter ?? 2
   const promoteWindow = options.promoteWindow ?? 4096
+  const now = options.now ?? Date.now
   if (!Number.isSafeInteger(maxPromoteSize) || maxPromoteSize < 0) throw new TypeError('maxPromoteSize must be a non-negative integer')
   if (!Number.isSafeInteger(promoteAfter) || promoteAfter < 1) throw new TypeError('promoteAfter must be a positive integer')
   if (!Number.isSafeInteger(promoteWindow) || promoteWindow < 0) throw new TypeError('promoteWindow must be a non-negative integer')
@@ -94,7 +97,8 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
       started = true
       const promotion: Promise<void> = read
         .then(async (body) => {
-          if (promoting.get(key) === promotion) await memory.set(key, hit.meta, body)
+          // The copy keeps the disk entry's time: its age is that of the bytes, not of the promotion.
+          if (promoting.get(key) === promotion) await memory.set(key, hit.meta, body, { storedAt: hit.storedAt })
         })
         // A failed read was already reported and the entry dropped by the disk tier; the response has its own stream.
         .catch(() => {})
@@ -144,9 +148,11 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
       return onDisk?.tier === 'disk' ? promote(key, onDisk) : onDisk
     },
 
-    async set(key: string, meta: ObjectMeta, body: Bytes) {
+    async set(key: string, meta: ObjectMeta, body: Bytes, options?: SetOptions) {
       forget(key)
-      const [inMemory, onDisk] = await Promise.all([memory.set(key, meta, body), disk.set(key, meta, body)])
+      // One time for both tiers, so a memory hit and a later disk hit of this copy agree.
+      const stored = { storedAt: options?.storedAt ?? now() }
+      const [inMemory, onDisk] = await Promise.all([memory.set(key, meta, body, stored), disk.set(key, meta, body, stored)])
       return inMemory || onDisk
     },
 

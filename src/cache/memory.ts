@@ -11,11 +11,14 @@ export const CHUNK_OVERHEAD = 96
 export interface MemoryCacheOptions {
   /** Bound on the bytes held (bodies plus per-entry overhead). */
   maxBytes: number
+  /** Clock for each entry's stored-at time (ms since epoch). Default `Date.now`. */
+  now?: () => number
 }
 
 interface Entry {
   meta: ObjectMeta
   body: Bytes
+  storedAt: number
 }
 
 /**
@@ -28,20 +31,21 @@ interface Entry {
  */
 export function createMemoryCache(options: MemoryCacheOptions): Cache & { peek(key: string): Extract<CacheHit, { tier: 'memory' }> | undefined } {
   if (!Number.isSafeInteger(options.maxBytes) || options.maxBytes < 0) throw new TypeError('maxBytes must be a non-negative integer')
+  const now = options.now ?? Date.now
   const entries = new S3FifoCache<string, Entry>({ maxBytes: Math.max(options.maxBytes, 1) })
   const charge = (key: string, body: Bytes) => byteLength(body) + key.length * 2 + ENTRY_OVERHEAD + (Buffer.isBuffer(body) ? 0 : body.length * CHUNK_OVERHEAD)
 
   function peek(key: string): Extract<CacheHit, { tier: 'memory' }> | undefined {
     const entry = entries.get(key)
-    return entry && { tier: 'memory', meta: entry.meta, body: entry.body }
+    return entry && { tier: 'memory', meta: entry.meta, storedAt: entry.storedAt, body: entry.body }
   }
 
   return {
     peek,
     get: async (key) => peek(key),
-    async set(key, meta, body) {
+    async set(key, meta, body, { storedAt = now() } = {}) {
       if (options.maxBytes === 0) return false
-      return entries.set(key, { meta, body }, charge(key, body))
+      return entries.set(key, { meta, body, storedAt }, charge(key, body))
     },
     async delete(key) {
       entries.delete(key)

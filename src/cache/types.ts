@@ -2,10 +2,19 @@ import type { Readable } from 'node:stream'
 import type { ByteRange, ObjectMeta } from '../stores/types.ts'
 import type { Bytes } from './bytes.ts'
 
-/** A cached object. Memory hits carry their bytes; disk hits open a stream on demand. */
+/**
+ * A cached object. Memory hits carry their bytes; disk hits open a stream on demand. Both carry
+ * `storedAt`, when the object was stored (ms since epoch): a copy from one tier to another keeps
+ * the original time, so its age is that of the bytes (revalidation will need it).
+ */
 export type CacheHit =
-  | { tier: 'memory'; meta: ObjectMeta; body: Bytes }
-  | { tier: 'disk'; meta: ObjectMeta; open(range?: ByteRange): Readable }
+  | { tier: 'memory'; meta: ObjectMeta; storedAt: number; body: Bytes }
+  | { tier: 'disk'; meta: ObjectMeta; storedAt: number; open(range?: ByteRange): Readable }
+
+export interface SetOptions {
+  /** When the object was first stored (ms since epoch), for a copy of a cached entry. Default: now. */
+  storedAt?: number
+}
 
 export interface TierStats {
   entries: number
@@ -26,7 +35,7 @@ export interface Cache {
    */
   peek?(key: string): Extract<CacheHit, { tier: 'memory' }> | undefined
   /** Stores a complete object; false when it does not fit (too large) and was not stored. */
-  set(key: string, meta: ObjectMeta, body: Bytes): Promise<boolean>
+  set(key: string, meta: ObjectMeta, body: Bytes, options?: SetOptions): Promise<boolean>
   delete(key: string): Promise<void>
   /** Per tier, e.g. `{ memory: {...}, disk: {...} }`. */
   stats(): Record<string, TierStats>
