@@ -21,6 +21,7 @@ import { type Readable, Transform } from 'node:stream'
 import type { Cache, CacheHit, SetOptions, TierStats } from './types.ts'
 import { type Bytes, keep } from './bytes.ts'
 import { link } from '../streams.ts'
+import { Singleflight } from './singleflight.ts'
 
 export interface HybridCacheOptions {
   memory: Cache
@@ -68,7 +69,7 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
   const diskHits = new Map<string, { hits: number; tick: number }>()
   let diskTicks = 0
   /** Promotions reading from disk; a set or delete of the key makes theirs stale. */
-  const promoting = new Map<string, Promise<void>>()
+  const promoting = new Singleflight<string, void>()
 
   /**
    * Counts a disk hit; on the `promoteAfter`-th (if memory would keep it: see the reuse
@@ -95,17 +96,14 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
     let started = false
     const run = (read: Promise<Bytes>) => {
       started = true
-      const promotion: Promise<void> = read
-        .then(async (body) => {
+      promoting
+        .run(key, async (isCurrent) => {
+          const body = await read
           // The copy keeps the disk entry's time: its age is that of the bytes, not of the promotion.
-          if (promoting.get(key) === promotion) await memory.set(key, hit.meta, body, { storedAt: hit.storedAt })
+          if (isCurrent()) await memory.set(key, hit.meta, body, { storedAt: hit.storedAt })
         })
         // A failed read was already reported and the entry dropped by the disk tier; the response has its own stream.
-        .catch(() => {})
-        .finally(() => {
-          if (promoting.get(key) === promotion) promoting.delete(key)
-        })
-      promoting.set(key, promotion)
+        .value.catch(() => {})
     }
     return {
       ...hit,
@@ -123,12 +121,12 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
   }
 
   function forget(key: string): void {
-    promoting.delete(key)
+    promoting.forget(key)
     diskHits.delete(key)
   }
 
   async function settled(): Promise<void> {
-    while (promoting.size > 0) await Promise.all(promoting.values())
+    while (promoting.size > 0) await Promise.allSettled(promoting.running())
   }
 
   return {

@@ -49,6 +49,11 @@ export class Singleflight<K, V> {
     if (flight === undefined || this.#flights.get(key) === flight) this.#flights.delete(key)
   }
 
+  /** Every flight running now (to wait for them all: tests, shutdown). */
+  running(): Promise<V>[] {
+    return [...this.#flights.values()]
+  }
+
   get size(): number {
     return this.#flights.size
   }
