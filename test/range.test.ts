@@ -66,23 +66,32 @@ const cases: Array<[header: string | undefined, size: number, expected: Expected
   ['bytes=-99999999999999999999', K, [[0, 9999]]],
   [`bytes=0-${'9'.repeat(400)}`, K, [[0, 9999]]], // Number() gives Infinity: still clamped
   // Multiple ranges
-  ['bytes=500-599,0-99', K, [[0, 99], [500, 599]]], // sorted ascending
+  ['bytes=500-599,0-99', K, [[500, 599], [0, 99]]], // request order (RFC 9110 §15.3.7.2)
+  ['bytes=-100,0-99', K, [[9900, 9999], [0, 99]]],
+  ['bytes=20-29,0-9,10-19', K, 'full'], // adjacent once sorted, though not in request order
+  ['bytes=50-59,0-9,9990-,100-109', K, [[50, 59], [0, 9], [9990, 9999], [100, 109]]],
   ['bytes=0-99,-100', K, [[0, 99], [9900, 9999]]],
   ['bytes=0-10,5-20', K, 'full'], // overlapping
   ['bytes=0-10,11-20', K, 'full'], // adjacent
   ['bytes=0-10,12-20', K, [[0, 10], [12, 20]]], // one-byte gap
   ['bytes=0-10,0-10', K, 'full'], // duplicate
   ['bytes=-100,9950-', K, 'full'], // suffix overlapping an open range
+  ['bytes=9950-,0-9,-100', K, 'full'], // overlap between the first and last in request order
   ['bytes=0-1,20000-30000', K, [[0, 1]]], // unsatisfiable spec dropped
   ['bytes=20000-,30000-', K, 416], // all unsatisfiable
   ['bytes=0-0,2-2,4-4,6-6,8-8,10-10,12-12,14-14', K, [[0, 0], [2, 2], [4, 4], [6, 6], [8, 8], [10, 10], [12, 12], [14, 14]]],
   ['bytes=0-0,2-2,4-4,6-6,8-8,10-10,12-12,14-14,16-16', K, 'full'], // 9 > maxRanges
   ['bytes=0-0,2-2,4-4,6-6,8-8,10-10,12-12,14-14,20000-', K, [[0, 0], [2, 2], [4, 4], [6, 6], [8, 8], [10, 10], [12, 12], [14, 14]]],
-  // Size 0: no byte exists, every range is unsatisfiable
+  // Size 0: no byte exists. A non-zero suffix is still satisfiable (RFC 9110 §14.1.2), so
+  // no 416; no 206 can carry zero bytes, so the field is ignored: 200 with the empty body.
   ['bytes=0-0', 0, 416],
   ['bytes=0-', 0, 416],
-  ['bytes=-1', 0, 416],
+  ['bytes=-1', 0, 'full'],
+  ['bytes=-100', 0, 'full'],
+  ['bytes=-99999999999999999999', 0, 'full'],
+  ['bytes=0-0,-1', 0, 'full'], // one satisfiable range among them: no 416 (§15.5.17)
   ['bytes=-0', 0, 416],
+  ['bytes=-0,0-', 0, 416],
   ['bytes=5-2', 0, 'full'], // malformed is still ignored
   [undefined, 0, 'full'],
   // Size 1

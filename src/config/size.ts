@@ -21,10 +21,13 @@ const UNITS: Record<string, number> = {
  */
 export function parseSize(input: string | number): number | undefined {
   if (typeof input === 'number') return Number.isSafeInteger(input) && input >= 0 ? input : undefined
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(input)
+  const match = /^\s*(\d+)(?:\.(\d+))?\s*([a-zA-Z]*)\s*$/.exec(input)
   if (!match) return undefined
-  const unit = UNITS[match[2]!.toLowerCase()]
+  const unit = UNITS[match[3]!.toLowerCase()]
   if (unit === undefined) return undefined
-  const bytes = Math.floor(Number(match[1]) * unit)
-  return Number.isSafeInteger(bytes) ? bytes : undefined
+  // Exact decimal arithmetic, rounded down: in floating point 1.001 × 1000 is 1000.999…,
+  // so `1.001kB` would come out one byte short.
+  const fraction = match[2] ?? ''
+  const bytes = (BigInt(match[1]! + fraction) * BigInt(unit)) / 10n ** BigInt(fraction.length)
+  return bytes <= Number.MAX_SAFE_INTEGER ? Number(bytes) : undefined
 }

@@ -14,9 +14,12 @@
  * - Several ranges that overlap or touch, or more than `maxRanges` of them, are answered with
  *   the full object: this defeats the multi-range amplification attack (RFC 9110 §17.15) and
  *   is allowed by RFC 9110 §14.2 (MAY ignore overlapping or many small ranges).
- * - Multiple ranges come back sorted ascending, so the body can be streamed in one forward
- *   pass. This departs from the SHOULD of RFC 9110 §15.3.7.2 (parts in request order); every
- *   part carries its own Content-Range, so clients can place it.
+ * - A non-zero suffix (`bytes=-100`) of an empty object is the one satisfiable range an empty
+ *   representation has (RFC 9110 §14.1.2), so it is no 416 (§15.5.17), yet no 206 can express
+ *   zero bytes: the field is ignored and the empty object is served with 200 (§14.2).
+ * - Multiple ranges come back in request order, as RFC 9110 §15.3.7.2 says the parts SHOULD
+ *   be sent. Every read path opens each part on its own (a slice of memory, a positioned file
+ *   read, its own pages or ranged GET), so the order costs nothing.
  */
 import { randomBytes } from 'node:crypto'
 import type { ByteRange } from '../stores/types.ts'
@@ -102,6 +105,8 @@ function compareDecimal(a: string, b: string): number {
  * resolveRanges(parseRange('bytes=-500'), 10000) // { type: 'partial', ranges: [{ start: 9500, end: 9999 }] }
  * resolveRanges(parseRange('bytes=10000-'), 10000) // { type: 'unsatisfiable' }
  * resolveRanges(parseRange('bytes=0-10, 5-20'), 10000) // { type: 'full' } (overlap)
+ * resolveRanges(parseRange('bytes=500-599, 0-99'), 10000) // partial: [500-599, 0-99], request order
+ * resolveRanges(parseRange('bytes=-100'), 0) // { type: 'full' } (200 with the empty body)
  */
 export function resolveRanges(parsed: ParsedRange, size: number, options: ResolveOptions = {}): ResolvedRange {
   const maxRanges = options.maxRanges ?? DEFAULT_MAX_RANGES
@@ -110,6 +115,11 @@ export function resolveRanges(parsed: ParsedRange, size: number, options: Resolv
   }
   if (!Number.isSafeInteger(size) || size < 0) throw new TypeError(`size must be a non-negative integer, got ${size}`)
   if (parsed.type === 'none') return { type: 'full' }
+  if (size === 0) {
+    // RFC 9110 §14.1.2: for an empty representation only a non-zero suffix is satisfiable;
+    // §15.5.17 keeps 416 for when no range is, and §14.2 lets us ignore the field otherwise.
+    return parsed.specs.some((spec) => spec.kind === 'suffix' && spec.length > 0) ? { type: 'full' } : { type: 'unsatisfiable' }
+  }
   const ranges: ByteRange[] = []
   for (const spec of parsed.specs) {
     const range = resolveSpec(spec, size)
@@ -118,10 +128,11 @@ export function resolveRanges(parsed: ParsedRange, size: number, options: Resolv
   // RFC 9110 §15.5.17: 416 only when none of the ranges overlaps the representation.
   if (ranges.length === 0) return { type: 'unsatisfiable' }
   if (ranges.length > maxRanges) return { type: 'full' }
-  ranges.sort((a, b) => a.start - b.start)
-  for (let i = 1; i < ranges.length; i++) {
-    const previous = ranges[i - 1]
-    const current = ranges[i]
+  // The ranges stay in request order (RFC 9110 §15.3.7.2); overlap is found on a sorted copy.
+  const sorted = ranges.toSorted((a, b) => a.start - b.start)
+  for (let i = 1; i < sorted.length; i++) {
+    const previous = sorted[i - 1]
+    const current = sorted[i]
     // Overlapping or adjacent (no gap): RFC 9110 §14.2 lets us ignore the field.
     if (previous !== undefined && current !== undefined && current.start <= previous.end + 1) return { type: 'full' }
   }
@@ -130,12 +141,9 @@ export function resolveRanges(parsed: ParsedRange, size: number, options: Resolv
 
 /**
  * RFC 9110 §14.1.1: a spec is satisfiable when its first-pos is below the size, or it is a
- * suffix with a non-zero length. A zero-size object has no byte to send, so every spec is
- * unsatisfiable for it (a suffix on an empty object could only yield an empty 206, which
- * `Content-Range` cannot express).
+ * suffix with a non-zero length. `size` > 0 (an empty object is settled by the caller).
  */
 function resolveSpec(spec: RangeSpec, size: number): ByteRange | undefined {
-  if (size === 0) return undefined
   switch (spec.kind) {
     case 'bounded':
       return spec.start < size ? { start: spec.start, end: Math.min(spec.end, size - 1) } : undefined
