@@ -35,7 +35,7 @@ export interface PagePlan {
 }
 
 /**
- * Plans a paged read of `ranges` (sorted, not overlapping) of an object of `size` bytes.
+ * Plans a paged read of `ranges` (not overlapping; any order) of an object of `size` bytes.
  * `state` is asked at most once per page, and only for pages the answer depends on.
  *
  * @example
