@@ -9,7 +9,7 @@ import type { Logger } from './log.ts'
 import { Telemetry } from './metrics.ts'
 import { createObjectService } from './objects/index.ts'
 import type { Store } from './stores/types.ts'
-import { createObjectHandler, isObjectPath, splitTarget } from './http/object-routes.ts'
+import { type ObjectHooks, createDefaultFrontEnd, createObjectHandler, isObjectPath, splitTarget } from './http/object/index.ts'
 import { announcesBody } from './http/unread-body.ts'
 import { UploadRateGuard } from './http/upload-rate.ts'
 
@@ -23,6 +23,8 @@ export interface AppDeps {
   now?: () => number
   /** Called with errors that reached no handler (Sentry hooks in here). */
   reportError?: (error: unknown) => void
+  /** Synchronous hooks on the object routes (CORS will install them). */
+  objectHooks?: ObjectHooks
 }
 
 const INFO_METHODS = 'GET, HEAD'
@@ -64,7 +66,17 @@ export function createApp(deps: AppDeps) {
       ? new UploadRateGuard({ minBytesPerSecond: limits.min_upload_bytes_per_second, windowMs: limits.upload_rate_window_seconds * 1000, logger, onCut: () => telemetry.connectionCut('slow_upload') })
       : undefined
   const watchUpload = uploadRate && ((incoming: IncomingMessage) => uploadRate.watch(incoming))
-  const objectHandler = createObjectHandler({ stores, objects, authenticate, watchUpload, telemetry, logger, now: deps.now, reportError: deps.reportError })
+  const objectHandler = createObjectHandler({
+    stores,
+    objects,
+    frontEnd: createDefaultFrontEnd({ authenticate }),
+    hooks: deps.objectHooks,
+    watchUpload,
+    telemetry,
+    logger,
+    now: deps.now,
+    reportError: deps.reportError,
+  })
 
   /** The operator endpoints; `/stats` and `/metrics` only where `withTelemetry`. */
   function operatorApp(withTelemetry: boolean): Hono {

@@ -2,6 +2,7 @@
  * Domain errors. Pure code throws these; only `src/http/` turns them into status codes.
  * Each sets `name` and keeps its `cause`.
  */
+import type { ObjectMeta } from './stores/types.ts'
 
 /** The base of every domain error: stores pass these through instead of wrapping them. */
 export class DomainError extends Error {
@@ -36,6 +37,43 @@ export function asUpstreamError(store: string, error: unknown, message: string):
 /** A precondition (If-Match / If-None-Match on PUT, If-Match on GET...) did not hold. */
 export class PreconditionFailedError extends DomainError {
   override name = 'PreconditionFailedError'
+  /** The object as it is now, when known: its validators go out with the answer. */
+  readonly current?: ObjectMeta
+  constructor(message: string, options?: { cause?: unknown; current?: ObjectMeta }) {
+    super(message, options)
+    this.current = options?.current
+  }
+}
+
+/** No range of the request overlaps the object (RFC 9110 §15.5.17). */
+export class RangeNotSatisfiableError extends DomainError {
+  override name = 'RangeNotSatisfiableError'
+  /** The object as it is: its size goes out in `Content-Range: bytes *\/size`. */
+  readonly current: ObjectMeta
+  constructor(current: ObjectMeta) {
+    super(`object is ${current.size} bytes`)
+    this.current = current
+  }
+}
+
+/** The bucket or object does not exist. */
+export class NotFoundError extends DomainError {
+  override name = 'NotFoundError'
+}
+
+/** The request's method is not one the resource supports. */
+export class MethodNotAllowedError extends DomainError {
+  override name = 'MethodNotAllowedError'
+  readonly allowed: readonly string[]
+  constructor(allowed: readonly string[]) {
+    super(`use ${allowed.join(', ')}`)
+    this.allowed = allowed
+  }
+}
+
+/** The request itself is malformed: a bad header value, a duplicated credential... */
+export class BadRequestError extends DomainError {
+  override name = 'BadRequestError'
 }
 
 /** A request body exceeded the configured upload limit. */

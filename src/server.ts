@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net'
 import { type RequestListener, type Server, createServer } from 'node:http'
-import { createApp } from './app.ts'
+import { type AppDeps, createApp } from './app.ts'
 import { openDiskCache } from './cache/disk/index.ts'
 import { createHybridCache } from './cache/hybrid.ts'
 import { createMemoryCache } from './cache/memory.ts'
@@ -96,13 +96,13 @@ async function listenMetrics(handle: RequestListener, address: { host: string; p
  * // ... later
  * await running.close()
  */
-export async function startServer(config: Config, options: { logger?: Logger; stores?: Map<string, Store> } = {}): Promise<RunningServer> {
+export async function startServer(config: Config, options: { logger?: Logger; stores?: Map<string, Store>; objectHooks?: AppDeps['objectHooks'] } = {}): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(levelFromEnv(config.log.level))
   const reportError = await initSentry(config, logger)
   const stores = options.stores ?? (await createStores(config))
   const telemetry = new Telemetry({ defaultMetrics: true })
   const cache = await createCache(config, logger, telemetry)
-  const { handle, metricsHandle } = createApp({ config, stores, cache, logger, telemetry, reportError })
+  const { handle, metricsHandle } = createApp({ config, stores, cache, logger, telemetry, reportError, objectHooks: options.objectHooks })
 
   // Node enforces headersTimeout when it sweeps its connections: every 5 s, not every 30 s.
   const server: Server = createServer({ connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS }, handle)

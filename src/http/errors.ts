@@ -1,4 +1,19 @@
-import { AuthError, AuthRateLimitedError, InvalidKeyError, PayloadTooLargeError, PreconditionFailedError, RequestAbortedError, UpstreamError } from '../errors.ts'
+import {
+  AuthError,
+  AuthRateLimitedError,
+  BadRequestError,
+  InvalidKeyError,
+  MethodNotAllowedError,
+  NotFoundError,
+  PayloadTooLargeError,
+  PreconditionFailedError,
+  RangeNotSatisfiableError,
+  RequestAbortedError,
+  UpstreamError,
+} from '../errors.ts'
+import type { ObjectMeta } from '../stores/types.ts'
+import { httpDate } from './conditional.ts'
+import { unsatisfiedRange } from './range.ts'
 
 export interface HttpError {
   status: 400 | 401 | 404 | 405 | 408 | 412 | 413 | 416 | 429 | 500 | 502 | 504
@@ -14,6 +29,9 @@ export interface HttpError {
  */
 export function toHttpError(error: unknown): HttpError {
   if (error instanceof InvalidKeyError) return { status: 400, error: 'invalid path', message: error.message }
+  if (error instanceof BadRequestError) return { status: 400, error: 'bad request', message: error.message }
+  if (error instanceof NotFoundError) return { status: 404, error: 'not found', message: error.message }
+  if (error instanceof MethodNotAllowedError) return { status: 405, error: 'method not allowed', message: error.message, headers: { Allow: error.allowed.join(', ') } }
   if (error instanceof AuthError) {
     return { status: 401, error: 'unauthorized', message: error.reason, headers: { 'WWW-Authenticate': `Bearer realm="cachegate", error="invalid_token", error_description="${error.reason}"` } }
   }
@@ -21,7 +39,13 @@ export function toHttpError(error: unknown): HttpError {
   if (error instanceof AuthRateLimitedError) {
     return { status: 429, error: 'too many requests', message: 'too many failed authentications from this address', headers: { 'Retry-After': String(error.retryAfterSeconds) } }
   }
-  if (error instanceof PreconditionFailedError) return { status: 412, error: 'precondition failed', message: error.message }
+  if (error instanceof PreconditionFailedError) {
+    return { status: 412, error: 'precondition failed', message: error.message, headers: error.current && validators(error.current) }
+  }
+  // RFC 9110 §14.4: a 416 names the current length in `Content-Range: bytes */size`.
+  if (error instanceof RangeNotSatisfiableError) {
+    return { status: 416, error: 'range not satisfiable', message: error.message, headers: { 'Content-Range': unsatisfiedRange(error.current.size), ...validators(error.current) } }
+  }
   if (error instanceof PayloadTooLargeError) return { status: 413, error: 'payload too large', message: error.message, headers: { Connection: 'close' } }
   if (error instanceof RequestAbortedError) return { status: 400, error: 'request aborted', message: error.message, headers: { Connection: 'close' } }
   if (error instanceof UpstreamError) {
@@ -29,6 +53,14 @@ export function toHttpError(error: unknown): HttpError {
     return { status, error: 'upstream error', message: `store "${error.store}" failed: ${describeKind(error.kind)}` }
   }
   return { status: 500, error: 'internal error' }
+}
+
+/** ETag and Last-Modified of the current object, so a client can tell which version answered. */
+function validators(meta: ObjectMeta): Record<string, string> {
+  const headers: Record<string, string> = {}
+  if (meta.etag) headers.ETag = meta.etag
+  if (meta.lastModified) headers['Last-Modified'] = httpDate(meta.lastModified)
+  return headers
 }
 
 function describeKind(kind: UpstreamError['kind']): string {

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { generateKeyPair, type KeyPair } from '../../src/auth/keys.ts'
 import { validateConfig } from '../../src/config/load.ts'
 import type { Config } from '../../src/config/schema.ts'
+import type { ObjectHooks } from '../../src/http/object/index.ts'
 import { type Logger, createLogger } from '../../src/log.ts'
 import { type RunningServer, startServer } from '../../src/server.ts'
 import type { Store } from '../../src/stores/types.ts'
@@ -31,7 +32,9 @@ export async function tempDir(prefix = 'cachegate-test-'): Promise<string> {
 }
 
 /** A gateway over an fs store `local` (unless `stores` says otherwise), with fresh keys. */
-export async function startGateway(options: { raw?: Record<string, unknown>; stores?: Map<string, Store>; root?: string; logger?: Logger } = {}): Promise<TestGateway> {
+export async function startGateway(
+  options: { raw?: Record<string, unknown>; stores?: Map<string, Store>; root?: string; logger?: Logger; objectHooks?: ObjectHooks } = {},
+): Promise<TestGateway> {
   const keys = generateKeyPair()
   const root = options.root ?? (await tempDir())
   const raw = options.raw ?? {}
@@ -43,7 +46,7 @@ export async function startGateway(options: { raw?: Record<string, unknown>; sto
     cache: { max_memory: '64MiB', max_object_size: '8MiB', ...(raw.cache as object | undefined) },
     log: { level: process.env.TEST_LOG_LEVEL ?? 'silent' },
   })
-  const running = await startServer(config, { logger: options.logger ?? createLogger(config.log.level), stores: options.stores })
+  const running = await startServer(config, { logger: options.logger ?? createLogger(config.log.level), stores: options.stores, objectHooks: options.objectHooks })
   return { ...running, config, keys, root }
 }
 

@@ -1,13 +1,14 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
-import type { Principal } from '../auth/middleware.ts'
-import { type Bytes, chunksOf, sliceBytes } from '../cache/bytes.ts'
-import { isActiveContentType } from '../content-type.ts'
-import type { Logger } from '../log.ts'
-import type { OpenObject } from '../objects/index.ts'
-import type { ByteRange, ObjectMeta } from '../stores/types.ts'
-import { type ConditionalHeaders, type PreconditionResult, evaluateIfRange, evaluatePreconditions, httpDate } from './conditional.ts'
-import { type ResolvedRange, contentRange, multipartBoundary, multipartParts, parseRange, resolveRanges, unsatisfiedRange } from './range.ts'
+import type { Principal } from '../../auth/middleware.ts'
+import { type Bytes, chunksOf, sliceBytes } from '../../cache/bytes.ts'
+import { isActiveContentType } from '../../content-type.ts'
+import { RangeNotSatisfiableError } from '../../errors.ts'
+import type { Logger } from '../../log.ts'
+import type { OpenObject } from '../../objects/index.ts'
+import type { ByteRange, ObjectMeta } from '../../stores/types.ts'
+import { type ConditionalHeaders, type PreconditionResult, evaluateIfRange, evaluatePreconditions, httpDate } from '../conditional.ts'
+import { type ResolvedRange, contentRange, multipartBoundary, multipartParts, parseRange, resolveRanges } from '../range.ts'
 
 export function conditionalHeaders(headers: IncomingHttpHeaders): ConditionalHeaders {
   return {
@@ -74,8 +75,9 @@ export function preconditionStatus(
 }
 
 /**
- * Writes a GET response for an open object: 200, 206 (one range or multipart/byteranges)
- * or 416, honouring If-Range. The caller has already evaluated the other preconditions.
+ * Writes a GET response for an open object: 200 or 206 (one range or multipart/byteranges),
+ * honouring If-Range; throws `RangeNotSatisfiableError` (416) before writing anything when no
+ * range is satisfiable. The caller has already evaluated the other preconditions.
  */
 export function writeObject(
   outgoing: ServerResponse,
@@ -91,18 +93,8 @@ export function writeObject(
   const resolved =
     rangeHeader !== undefined && evaluateIfRange(request['if-range'] as string | undefined, meta) ? resolveRanges(parseRange(rangeHeader), meta.size) : ({ type: 'full' } as const)
 
-  if (resolved.type === 'unsatisfiable') {
-    object.release()
-    const body = JSON.stringify({ error: 'range not satisfiable', message: `object is ${meta.size} bytes` })
-    outgoing.writeHead(416, {
-      'Content-Range': unsatisfiedRange(meta.size),
-      'Content-Type': 'application/json; charset=utf-8',
-      'Content-Length': Buffer.byteLength(body),
-      ...validatorHeaders(meta, principal, nowMs),
-    })
-    outgoing.end(body)
-    return
-  }
+  // Answered on the error path (416 with `Content-Range: bytes */size`); the caller releases.
+  if (resolved.type === 'unsatisfiable') throw new RangeNotSatisfiableError(meta)
 
   // The hot path: a memory hit, whole or one range, written without a single await.
   const bytes = object.bytes

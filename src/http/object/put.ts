@@ -1,0 +1,60 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import { isValidContentType } from '../../content-type.ts'
+import { BadRequestError, PreconditionFailedError, RequestAbortedError } from '../../errors.ts'
+import type { Store } from '../../stores/types.ts'
+import { evaluatePreconditions } from '../conditional.ts'
+import { sendJson } from './respond.ts'
+import type { ObjectContext } from './types.ts'
+
+/** PUT: header checks, If-Match, then the upload, watched for its arrival rate when configured. */
+export function handlePut(ctx: ObjectContext, incoming: IncomingMessage, outgoing: ServerResponse, store: Store, key: string): Promise<void> {
+  const unwatch = ctx.watchUpload?.(incoming)
+  const put = upload(ctx, incoming, outgoing, store, key)
+  return unwatch ? put.finally(unwatch) : put
+}
+
+async function upload(ctx: ObjectContext, incoming: IncomingMessage, outgoing: ServerResponse, store: Store, key: string): Promise<void> {
+  const declared = incoming.headers['content-length']
+  const size = declared === undefined ? undefined : Number(declared)
+  if (size !== undefined && !Number.isSafeInteger(size)) throw new BadRequestError('invalid Content-Length')
+  const contentType = incoming.headers['content-type']
+  if (contentType !== undefined && !isValidContentType(contentType)) throw new BadRequestError('invalid Content-Type')
+  const ifNoneMatch = incoming.headers['if-none-match']
+  if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== '*') throw new BadRequestError('If-None-Match on PUT must be "*"')
+  const ifMatch = await resolveIfMatch(ctx, store, key, incoming.headers['if-match'])
+  const aborted = new AbortController()
+  const onClose = () => {
+    if (!incoming.complete) aborted.abort(new RequestAbortedError('client closed the connection during the upload'))
+  }
+  incoming.once('close', onClose)
+  try {
+    const meta = await ctx.objects.write(store, key, incoming, {
+      contentType,
+      size,
+      ifMatch,
+      ifNoneMatch: ifNoneMatch === undefined ? undefined : '*',
+      signal: aborted.signal,
+    })
+    const headers: OutgoingHttpHeaders = {}
+    if (meta.etag) headers.ETag = meta.etag
+    sendJson(outgoing, 200, { bucket: store.id, key, size: meta.size, content_type: meta.contentType, etag: meta.etag ?? null }, headers)
+  } finally {
+    incoming.off('close', onClose)
+  }
+}
+
+/**
+ * If-Match on PUT: one strong tag goes to the store as is (checked atomically where the
+ * store supports it). `*`, a list or a weak tag is evaluated here against the current
+ * object (RFC 9110 §13.1.1) and then pinned to its actual ETag for the store.
+ */
+async function resolveIfMatch(ctx: ObjectContext, store: Store, key: string, header: string | undefined): Promise<string | undefined> {
+  const value = header?.trim()
+  if (!value) return undefined
+  if (/^"[^"]*"$/.test(value)) return value
+  const current = await ctx.objects.head(store, key)
+  if (evaluatePreconditions('PUT', { ifMatch: value }, current?.meta ?? null) === 'precondition-failed') {
+    throw new PreconditionFailedError('If-Match did not match the current object', { current: current?.meta })
+  }
+  return current?.meta.etag
+}
