@@ -47,6 +47,54 @@ function typed(key: string, meta: ObjectMeta): ObjectMeta {
 }
 
 /**
+ * An object's first GET, shared by every request coalesced on it: a fill for a cacheable
+ * object (typed by its magic bytes when the store gave it no useful type), else the body of
+ * one too large to cache.
+ */
+async function firstGet(at: { options: ReadPathOptions; ck: string; store: Store; key: string; watch: (store: Store, body: Readable) => Readable; isCurrent: () => boolean }): Promise<Outcome> {
+  const { options, ck, store, key, watch, isCurrent } = at
+  const { cache, known, upstream, maxObjectSize, telemetry, logger } = options
+  // No client signal here: the fill belongs to the gateway, not to the first client.
+  const got = await upstream(store, 'get', () => store.get(key))
+  if (!got) return { kind: 'missing' }
+  const meta = typed(key, got.meta)
+  if (meta.size > maxObjectSize) {
+    if (isCurrent()) known.remember(ck, meta)
+    let body: Readable | undefined = got.body
+    const take = () => {
+      const taken = body
+      body = undefined
+      return taken
+    }
+    return { kind: 'too-large', meta, take }
+  }
+  const fill = new Fill(meta)
+  const filled = fill.consume(watch(store, got.body))
+  // An untyped object waits for its leading bytes (or its end) to be typed by them.
+  const typing = isGenericContentType(meta.contentType)
+    ? fill.head(SNIFF_BYTES).then(async (head) => {
+        const sniffed = await typeFromMagicBytes(head)
+        if (sniffed) fill.meta = { ...meta, contentType: sniffed }
+      })
+    : Promise.resolve()
+  const done = Promise.all([filled, typing]).then(
+    async ([bytes]) => {
+      if (isCurrent()) await cache.set(ck, fill.meta, bytes)
+    },
+    (error: unknown) => {
+      telemetry.upstreamError(store.id, 'get-body', error instanceof UpstreamError ? error.kind : 'io')
+      logger.warn('upstream body failed mid-fill; not cached', { store: store.id, err: error })
+    },
+  )
+  // A body that fails before its leading bytes fails the flight: nothing was sent, so a 5xx.
+  await typing.catch((error: unknown) => {
+    throw asUpstreamError(store.id, error, 'upstream body failed before its first bytes')
+  })
+  if (isCurrent()) known.remember(ck, fill.meta)
+  return { kind: 'fill', fill, done }
+}
+
+/**
  * The read path: lookup (memory, disk) → what is known of the object's size → one flight per
  * key (singleflight) that fills the cache, or, for objects over `max_object_size`, a paged or
  * pass-through read. Counts each request's cache result once, from its object's `source`.
@@ -99,46 +147,7 @@ export function createReadPath(options: ReadPathOptions) {
   function fillOnce(ck: string, store: Store, key: string) {
     return fills.run(
       ck,
-      async (isCurrent): Promise<Outcome> => {
-        // No client signal here: the fill belongs to the gateway, not to the first client.
-        const got = await upstream(store, 'get', () => store.get(key))
-        if (!got) return { kind: 'missing' }
-        const meta = typed(key, got.meta)
-        if (meta.size > maxObjectSize) {
-          if (isCurrent()) known.remember(ck, meta)
-          let body: Readable | undefined = got.body
-          const take = () => {
-            const taken = body
-            body = undefined
-            return taken
-          }
-          return { kind: 'too-large', meta, take }
-        }
-        const fill = new Fill(meta)
-        const filled = fill.consume(watch(store, got.body))
-        // An untyped object waits for its leading bytes (or its end) to be typed by them.
-        const typing = isGenericContentType(meta.contentType)
-          ? fill.head(SNIFF_BYTES).then(async (head) => {
-              const sniffed = await typeFromMagicBytes(head)
-              if (sniffed) fill.meta = { ...meta, contentType: sniffed }
-            })
-          : Promise.resolve()
-        const done = Promise.all([filled, typing]).then(
-          async ([bytes]) => {
-            if (isCurrent()) await cache.set(ck, fill.meta, bytes)
-          },
-          (error: unknown) => {
-            telemetry.upstreamError(store.id, 'get-body', error instanceof UpstreamError ? error.kind : 'io')
-            logger.warn('upstream body failed mid-fill; not cached', { store: store.id, err: error })
-          },
-        )
-        // A body that fails before its leading bytes fails the flight: nothing was sent, so a 5xx.
-        await typing.catch((error: unknown) => {
-          throw asUpstreamError(store.id, error, 'upstream body failed before its first bytes')
-        })
-        if (isCurrent()) known.remember(ck, fill.meta)
-        return { kind: 'fill', fill, done }
-      },
+      (isCurrent) => firstGet({ options, ck, store, key, watch, isCurrent }),
       (outcome) => (outcome.kind === 'fill' ? outcome.done : undefined),
     )
   }
