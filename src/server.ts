@@ -8,7 +8,7 @@ import type { Cache } from './cache/types.ts'
 import type { Config } from './config/schema.ts'
 import { type Logger, createLogger, levelFromEnv } from './log.ts'
 import { Telemetry } from './metrics.ts'
-import { createStores } from './stores/registry.ts'
+import { createStores, decorateStores } from './stores/registry.ts'
 import type { Store } from './stores/types.ts'
 
 export interface RunningServer {
@@ -99,8 +99,10 @@ async function listenMetrics(handle: RequestListener, address: { host: string; p
 export async function startServer(config: Config, options: { logger?: Logger; stores?: Map<string, Store>; objectHooks?: AppDeps['objectHooks'] } = {}): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(levelFromEnv(config.log.level))
   const reportError = await initSentry(config, logger)
-  const stores = options.stores ?? (await createStores(config))
   const telemetry = new Telemetry({ defaultMetrics: true })
+  // Every store call gets the upstream deadline. Not yet `telemetry`: objects.ts's upstream()
+  // still counts each call; pass it here when that goes, or calls are counted twice.
+  const stores = decorateStores(options.stores ?? (await createStores(config)), { timeoutMs: config.upstream.timeout_seconds * 1000 })
   const cache = await createCache(config, logger, telemetry)
   const { handle, metricsHandle } = createApp({ config, stores, cache, logger, telemetry, reportError, objectHooks: options.objectHooks })
 

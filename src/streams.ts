@@ -38,13 +38,15 @@ export function sliceStream(source: Readable, range: ByteRange): Readable {
 /**
  * Fails `stream` with `onIdle()`'s error when no data arrives for `ms` while it is being read.
  * For bodies the gateway reads at full speed itself (fills, pages): a store that stops
- * sending mid-body must not wedge every reader waiting on that fill.
+ * sending mid-body must not wedge every reader waiting on that fill. For a body read at the
+ * pace of a client, `consumerBehind()` says when the silence is the reader's doing (its
+ * buffers are full): then the clock starts again instead.
  */
-export function failWhenIdle(stream: Readable, ms: number, onIdle: () => Error): Readable {
+export function failWhenIdle(stream: Readable, ms: number, onIdle: () => Error, consumerBehind?: () => boolean): Readable {
   let timer: NodeJS.Timeout | undefined
   const arm = () => {
     clearTimeout(timer)
-    timer = setTimeout(() => stream.destroy(onIdle()), ms)
+    timer = setTimeout(() => (consumerBehind?.() ? arm() : stream.destroy(onIdle())), ms)
     timer.unref()
   }
   arm()

@@ -188,6 +188,40 @@ function describeStore(name: string, setup: () => Promise<StoreFixture>): void {
       )
     })
 
+    it('get with ifNoneMatch of the current ETag answers "not modified", without a body', async () => {
+      const current = await store.head(key)
+      assert.ok(current?.etag)
+      const got = await store.get(key, { ifNoneMatch: current.etag })
+      assert.ok(got && 'notModified' in got, `expected NotModified, got ${got && Object.keys(got).join()}`)
+      assert.equal(got.etag, current.etag)
+      assert.equal('body' in got, false)
+      if (got.lastModified !== undefined) assert.equal(got.lastModified.getTime(), current.lastModified?.getTime())
+      // RFC 9110 §13.2.2: If-None-Match is evaluated before Range.
+      const ranged = await store.get(key, { ifNoneMatch: current.etag, range: { start: 0, end: 9 } })
+      assert.ok(ranged && 'notModified' in ranged)
+    })
+
+    it('get with ifNoneMatch of another ETag returns the object', async () => {
+      const got = await store.get(key, { ifNoneMatch: '"some-older-version"' })
+      assert.ok(got && !('notModified' in got))
+      assert.equal(sha256(await readAll(got.body)), sha256(payload))
+      const ranged = await store.get(key, { ifNoneMatch: '"some-older-version"', range: { start: 10, end: 19 } })
+      assert.ok(ranged && !('notModified' in ranged))
+      assert.deepEqual(await readAll(ranged.body), payload.subarray(10, 20))
+    })
+
+    it('get with ifNoneMatch after the object was replaced returns the new version', async () => {
+      const first = await store.put('cond/revalidate.txt', streamOf(Buffer.from('v1')), { contentType: 'text/plain' })
+      assert.ok(first.etag)
+      const second = await store.put('cond/revalidate.txt', streamOf(Buffer.from('v2, longer')), { contentType: 'text/plain' })
+      assert.notEqual(second.etag, first.etag)
+      const got = await store.get('cond/revalidate.txt', { ifNoneMatch: first.etag })
+      assert.ok(got && !('notModified' in got))
+      assert.equal(got.meta.etag, second.etag)
+      assert.equal((await readAll(got.body)).toString(), 'v2, longer')
+      assert.equal(await store.get('cond/no-such-key.txt', { ifNoneMatch: first.etag }), null)
+    })
+
     it('a store that is down fails with UpstreamError kind connect', { skip: setupSkipsDown(name) }, async () => {
       const down = fixture.down?.()
       assert.ok(down)

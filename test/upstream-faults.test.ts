@@ -33,6 +33,10 @@ describe('a store that stalls', () => {
   const sockets = new Set<import('node:net').Socket>()
   /** Ranged GETs the fake store answered, per kind of page fault. */
   const rangedGets = new Map<string, number>()
+  /** When the fake store saw each `silent/*` request's connection close (ms, performance.now). */
+  const silentClosed: number[] = []
+  /** Objects over 40 bytes, read without a Range, are streamed through uncached. */
+  let through: TestGateway
 
   before(async () => {
     // `silent/*` never answers; `stall/*` sends headers and 10 of 100 bytes, then nothing.
@@ -40,7 +44,10 @@ describe('a store that stalls', () => {
     // stalls the same way, `shortpage/*` sends a well-framed body 10 bytes short of the
     // range, `longpage/*` one 10 bytes long, `shiftedpage/*` the range 10 bytes later.
     fake = http.createServer((req, res) => {
-      if (req.url?.includes('/silent/')) return
+      if (req.url?.includes('/silent/')) {
+        req.socket.once('close', () => silentClosed.push(performance.now()))
+        return
+      }
       const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '')
       const page = /\/(stall|short|long|shifted)page\//.exec(req.url ?? '')?.[1]
       if (page && req.method === 'GET' && range) {
@@ -70,6 +77,10 @@ describe('a store that stalls', () => {
     const endpoint = `http://127.0.0.1:${(fake.address() as AddressInfo).port}`
     const store = createS3Store({ id: 'objs', bucket: 'stall-bucket', endpoint, allowHttp: true, accessKey: 'a', secretKey: 'b', maxAttempts: 1 })
     gw = await startGateway({ stores: new Map([['objs', store]]), raw: { stores: { objs: { type: 'fs', root: '/nonexistent' } }, upstream: { timeout_seconds: 0.5 } } })
+    through = await startGateway({
+      stores: new Map([['objs', store]]),
+      raw: { stores: { objs: { type: 'fs', root: '/nonexistent' } }, upstream: { timeout_seconds: 0.5 }, cache: { max_memory: '1MiB', max_object_size: '40B' } },
+    })
     paged = await startGateway({
       stores: new Map([['objs', store]]),
       raw: { stores: { objs: { type: 'fs', root: '/nonexistent' } }, upstream: { timeout_seconds: 0.5 }, cache: { max_memory: '1MiB', max_object_size: '40B', page_size: '40B' } },
@@ -78,6 +89,7 @@ describe('a store that stalls', () => {
   after(async () => {
     await gw.close()
     await paged.close()
+    await through.close()
     for (const socket of sockets) socket.destroy()
     fake.close()
   })
@@ -90,6 +102,33 @@ describe('a store that stalls', () => {
       assert.match((await res.json()).message, /timed out/)
       assert.ok(performance.now() - started < 3000)
     }
+  })
+
+  it('a store that never answers: the deadline aborts the store request, not only the response', async () => {
+    const closedBefore = silentClosed.length
+    const res = await fetch(`${gw.url}/objs/silent/abort.bin`, { headers: auth })
+    assert.equal(res.status, 504)
+    const answered = performance.now()
+    await res.arrayBuffer()
+    // Before: the S3 client kept the socket until its own 60 s request timeout.
+    while (silentClosed.length === closedBefore && performance.now() - answered < 3000) await sleep(20)
+    assert.equal(silentClosed.length, closedBefore + 1, 'the upstream connection is still open 3 s after the 504')
+    assert.ok(silentClosed.at(-1)! - answered < 500, `closed ${Math.round(silentClosed.at(-1)! - answered)} ms after the 504`)
+  })
+
+  it('an object streamed through uncached whose store goes silent mid-body is cut at the upstream timeout', async () => {
+    // 100 bytes > max_object_size 40: the first plain GET is a pass-through. Before: 63 s (S3
+    // socket timeout); the signal ends the test at 10 s either way.
+    const started = performance.now()
+    const res = await fetch(`${through.url}/objs/stall/through.bin`, { headers: auth, signal: AbortSignal.timeout(10_000) })
+    assert.equal(res.status, 200)
+    const outcome = await res.arrayBuffer().then(
+      () => 'complete',
+      (error: unknown) => ((error as Error).name === 'TimeoutError' ? 'still hanging after 10 s' : 'cut'),
+    )
+    const elapsed = performance.now() - started
+    assert.equal(outcome, 'cut')
+    assert.ok(elapsed >= 400 && elapsed < 2000, `cut after ${Math.round(elapsed)} ms; the timeout is 500 ms`)
   })
 
   it('a body that stops mid-way fails every reader, is not cached, and frees the key', async () => {

@@ -6,7 +6,7 @@ import { PreconditionFailedError, UpstreamError, isDomainError } from '../errors
 import type { UpstreamErrorKind } from '../errors.ts'
 import { CONNECT_CODES, TIMEOUT_CODES, kindOfStatus, quoteEtag, toGetResult } from './common.ts'
 import { validateKey } from './key.ts'
-import type { GetOptions, GetResult, ObjectMeta, PutOptions, Store } from './types.ts'
+import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, ObjectMeta, PutOptions, Store } from './types.ts'
 
 /** Block size for streaming uploads: the body is read 4 MiB at a time, never buffered whole. */
 const BLOCK_SIZE = 4 * 1024 * 1024
@@ -51,18 +51,23 @@ export function createAzureStore(options: AzureStoreOptions): Store {
     }
   }
 
-  async function get(key: string, opts: GetOptions = {}): Promise<GetResult | null> {
+  function get(key: string, opts: ConditionalGetOptions): Promise<GetResult | NotModified | null>
+  function get(key: string, opts?: GetOptions): Promise<GetResult | null>
+  async function get(key: string, opts: GetOptions & { ifNoneMatch?: string } = {}): Promise<GetResult | NotModified | null> {
     validateKey(key)
-    const { range, signal } = opts
+    const { range, signal, ifNoneMatch } = opts
+    const options = { abortSignal: signal, conditions: ifNoneMatch === undefined ? undefined : { ifNoneMatch } }
     let res: BlobDownloadResponseParsed
     try {
       // download(offset, count): count is a length, our range is inclusive. Without a range
       // no x-ms-range is sent, so an empty blob downloads fine.
       res = range
-        ? await container.getBlobClient(key).download(range.start, range.end - range.start + 1, { abortSignal: signal })
-        : await container.getBlobClient(key).download(undefined, undefined, { abortSignal: signal })
+        ? await container.getBlobClient(key).download(range.start, range.end - range.start + 1, options)
+        : await container.getBlobClient(key).download(undefined, undefined, options)
     } catch (error) {
       if (isAzureNotFound(error)) return null
+      // The SDK throws a RestError on a 304.
+      if (ifNoneMatch !== undefined && errorInfo(error).status === 304) return { notModified: true, etag: ifNoneMatch, lastModified: lastModifiedOf(error) }
       throw toUpstreamError(id, 'get', error)
     }
     // A RetriableReadableStream: it resumes from the last byte (pinned to the ETag) if the
@@ -188,6 +193,13 @@ function errorInfo(error: unknown): { status?: number; code?: string } {
   if (typeof error !== 'object' || error === null) return {}
   const e = error as { statusCode?: number; code?: string; details?: { errorCode?: string } }
   return { status: e.statusCode, code: e.code ?? e.details?.errorCode }
+}
+
+/** Last-Modified of a 304 RestError, from its raw response headers. */
+function lastModifiedOf(error: unknown): Date | undefined {
+  const header = (error as { response?: { headers?: { get(name: string): string | undefined } } }).response?.headers?.get('last-modified')
+  const date = header === undefined ? undefined : new Date(header)
+  return date && !Number.isNaN(date.getTime()) ? date : undefined
 }
 
 /**

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises'
 import mime from 'mime-types'
 import { InvalidKeyError, PreconditionFailedError, UpstreamError, isDomainError } from '../errors.ts'
 import { validateKey } from './key.ts'
-import type { GetOptions, GetResult, ObjectMeta, PutOptions, Store } from './types.ts'
+import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, ObjectMeta, PutOptions, Store } from './types.ts'
 
 /** Sidecar metadata and temp files live here, inside the root, so renames stay atomic. */
 const META_DIR = '.cachegate-meta'
@@ -161,7 +161,9 @@ export function createFsStore(options: FsStoreOptions): Store {
     }
   }
 
-  async function get(key: string, options: GetOptions = {}): Promise<GetResult | null> {
+  function get(key: string, options: ConditionalGetOptions): Promise<GetResult | NotModified | null>
+  function get(key: string, options?: GetOptions): Promise<GetResult | null>
+  async function get(key: string, options: GetOptions & { ifNoneMatch?: string } = {}): Promise<GetResult | NotModified | null> {
     let handle: fsp.FileHandle | undefined
     try {
       const { file, sidecar } = await locate(key)
@@ -174,6 +176,10 @@ export function createFsStore(options: FsStoreOptions): Store {
         return null
       }
       const meta = await metaOf(key, sidecar, stat)
+      if (options.ifNoneMatch !== undefined && options.ifNoneMatch === meta.etag) {
+        await handle.close()
+        return { notModified: true, etag: meta.etag, lastModified: meta.lastModified }
+      }
       const range = options.range
       const body = createReadStream('', {
         fd: handle,

@@ -1,6 +1,8 @@
 import type { Config } from '../config/schema.ts'
 import { createFsStore } from './fs.ts'
 import type { Store } from './types.ts'
+import { withDeadline } from './with-deadline.ts'
+import { type UpstreamMetrics, withMetrics } from './with-metrics.ts'
 
 /**
  * One store per configured bucket id, created once at start-up. The S3 and Azure SDKs are
@@ -39,4 +41,28 @@ export async function createStores(config: Config): Promise<Map<string, Store>> 
     }
   }
   return stores
+}
+
+export interface StoreDecorations {
+  /** `upstream.timeout_seconds` in ms (see `with-deadline.ts`). */
+  timeoutMs: number
+  /** Counts and times every store call (see `with-metrics.ts`); omit to leave calls uncounted. */
+  telemetry?: UpstreamMetrics
+}
+
+/**
+ * Wraps a store once, at start-up: the deadline inside, metrics outside it, so a call cut by
+ * the deadline is counted as kind `timeout` with the time it took.
+ *
+ * @example
+ * const store = decorateStore(createFsStore({ id: 'local', root }), { timeoutMs: 30_000, telemetry })
+ */
+export function decorateStore(store: Store, { timeoutMs, telemetry }: StoreDecorations): Store {
+  const timed = withDeadline(store, { timeoutMs })
+  return telemetry ? withMetrics(timed, telemetry) : timed
+}
+
+/** `decorateStore` over every store of a registry, keeping the ids. */
+export function decorateStores(stores: ReadonlyMap<string, Store>, decorations: StoreDecorations): Map<string, Store> {
+  return new Map([...stores].map(([id, store]) => [id, decorateStore(store, decorations)]))
 }

@@ -9,7 +9,7 @@ import { PreconditionFailedError, UpstreamError, isDomainError } from '../errors
 import type { UpstreamErrorKind } from '../errors.ts'
 import { CONNECT_CODES, TIMEOUT_CODES, kindOfStatus, quoteEtag, toGetResult } from './common.ts'
 import { validateKey } from './key.ts'
-import type { GetOptions, GetResult, ObjectMeta, PutOptions, Store } from './types.ts'
+import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, ObjectMeta, PutOptions, Store } from './types.ts'
 
 /** Multipart part size: the body is read 8 MiB at a time, never buffered whole. */
 const PART_SIZE = 8 * 1024 * 1024
@@ -64,17 +64,21 @@ export function createS3Store(options: S3StoreOptions): Store {
     }
   }
 
-  async function get(key: string, opts: GetOptions = {}): Promise<GetResult | null> {
+  function get(key: string, opts: ConditionalGetOptions): Promise<GetResult | NotModified | null>
+  function get(key: string, opts?: GetOptions): Promise<GetResult | null>
+  async function get(key: string, opts: GetOptions & { ifNoneMatch?: string } = {}): Promise<GetResult | NotModified | null> {
     validateKey(key)
-    const { range, signal } = opts
+    const { range, signal, ifNoneMatch } = opts
     let out
     try {
       out = await client.send(
-        new GetObjectCommand({ Bucket: bucket, Key: key, Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
+        new GetObjectCommand({ Bucket: bucket, Key: key, Range: range ? `bytes=${range.start}-${range.end}` : undefined, IfNoneMatch: ifNoneMatch }),
         { abortSignal: signal },
       )
     } catch (error) {
       if (isS3NotFound(error)) return null
+      // The SDK throws on a 304 (name `NotModified`, no body to parse).
+      if (ifNoneMatch !== undefined && isS3NotModified(error)) return { notModified: true, etag: ifNoneMatch, lastModified: lastModifiedOf(error) }
       throw toUpstreamError(id, 'get', error)
     }
     return toGetResult(
@@ -222,6 +226,18 @@ export function isS3NotFound(error: unknown): boolean {
   if (e.name === 'NoSuchBucket' || e.Code === 'NoSuchBucket') return false
   if (e.name === 'NotFound' || e.name === 'NoSuchKey' || e.Code === 'NotFound' || e.Code === 'NoSuchKey') return true
   return e.$metadata?.httpStatusCode === 404
+}
+
+function isS3NotModified(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined
+  return e?.$metadata?.httpStatusCode === 304 || e?.name === 'NotModified'
+}
+
+/** Last-Modified of a 304, when the SDK kept the raw response on the error (it usually does). */
+function lastModifiedOf(error: unknown): Date | undefined {
+  const header = (error as { $response?: { headers?: Record<string, string | undefined> } }).$response?.headers?.['last-modified']
+  const date = header === undefined ? undefined : new Date(header)
+  return date && !Number.isNaN(date.getTime()) ? date : undefined
 }
 
 function toUpstreamError(id: string, op: string, error: unknown): Error {

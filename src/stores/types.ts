@@ -26,6 +26,29 @@ export interface GetResult {
 export interface GetOptions {
   range?: ByteRange
   signal?: AbortSignal
+  /**
+   * The metrics label of this call (default `get`; page fills say `get-page`). Only the
+   * metrics decorator reads it (see `with-metrics.ts`).
+   */
+  op?: string
+}
+
+/** A GET that the store answers without a body when its current version is `ifNoneMatch`. */
+export interface ConditionalGetOptions extends GetOptions {
+  /** One strong entity tag including its quotes, e.g. from a cached copy's `ObjectMeta.etag`. */
+  ifNoneMatch: string
+}
+
+/**
+ * The store's current version is the one named in `ifNoneMatch` (RFC 9110 §13.1.2, §15.4.5):
+ * no body. A 304 need not carry Content-Length or Content-Type, so only what identifies the
+ * version is here; the caller already holds the rest.
+ */
+export interface NotModified {
+  notModified: true
+  /** The matching entity tag (the one that was asked for). */
+  etag: string
+  lastModified?: Date
 }
 
 export interface PutOptions {
@@ -45,9 +68,17 @@ export interface PutOptions {
  * (or `PreconditionFailedError` for a failed PUT precondition).
  */
 export interface Store {
-  readonly type: 'fs' | 's3' | 'azure'
+  /** What kind of store this is (`fs`, `s3`, `azure`, or anything a test or wrapper says). */
+  readonly type: string
   readonly id: string
   head(key: string, options?: { signal?: AbortSignal }): Promise<ObjectMeta | null>
+  /**
+   * With `ifNoneMatch`, the answer may also be `NotModified`: test with `'notModified' in got`.
+   * A store that cannot ask conditionally may ignore it and answer with the body (also correct:
+   * the caller just gets the bytes again). Pass the options as `ConditionalGetOptions`, not as
+   * a `GetOptions` that happens to hold `ifNoneMatch`, or the type will not say `NotModified`.
+   */
+  get(key: string, options: ConditionalGetOptions): Promise<GetResult | NotModified | null>
   get(key: string, options?: GetOptions): Promise<GetResult | null>
   /** Streams `body` to the store; resolves with the stored object's metadata. */
   put(key: string, body: Readable, options: PutOptions): Promise<ObjectMeta>

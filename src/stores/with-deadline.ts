@@ -1,0 +1,136 @@
+import { PassThrough, type Readable, Transform, type TransformCallback, pipeline } from 'node:stream'
+import { UpstreamError } from '../errors.ts'
+import { failWhenIdle, link } from '../streams.ts'
+import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, ObjectMeta, PutOptions, Store } from './types.ts'
+
+export interface DeadlineOptions {
+  /**
+   * A HEAD or a GET must answer (headers) within this many ms; a GET body must not go silent
+   * for longer while it is being read; a PUT's store must not leave its body unread (or, once
+   * the body is complete, stay silent) for longer. Failures are `UpstreamError` kind `timeout`.
+   */
+  timeoutMs: number
+}
+
+/**
+ * A store whose calls cannot outlive the upstream deadline. At the deadline the store request
+ * itself is aborted (its signal is the caller's combined with the deadline's, `AbortSignal.any`),
+ * so the SDK drops the socket and stops retrying instead of carrying on after the 504.
+ * PUT has no whole-call deadline (uploads are long), only the idle one.
+ *
+ * @example
+ * const store = withDeadline(createS3Store({ id: 'media', bucket: 'b' }), { timeoutMs: 30_000 })
+ * await store.head('a.jpg') // rejects with UpstreamError kind 'timeout' after 30 s of silence
+ */
+export function withDeadline(store: Store, options: DeadlineOptions): Store {
+  const { timeoutMs } = options
+  if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new TypeError(`withDeadline: timeoutMs must be a positive number, got ${timeoutMs}`)
+  const { id } = store
+
+  /**
+   * Runs `call` with a signal that aborts at the deadline, and rejects then even if the store
+   * ignores its signal; an answer that comes after the deadline is handed to `discard`.
+   */
+  async function answered<T>(op: string, signal: AbortSignal | undefined, call: (signal: AbortSignal) => Promise<T>, discard: (late: T) => void): Promise<T> {
+    const deadline = new AbortController()
+    let timer: NodeJS.Timeout | undefined
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const error = new UpstreamError(id, 'timeout', `store ${op} did not answer within ${timeoutMs} ms`)
+        deadline.abort(error)
+        reject(error)
+      }, timeoutMs)
+    })
+    const pending = call(signal ? AbortSignal.any([signal, deadline.signal]) : deadline.signal)
+    try {
+      return await Promise.race([pending, expired])
+    } catch (error) {
+      // The store's own error for the abort is kind 'aborted': the reason is the timeout.
+      throw deadline.signal.aborted ? (deadline.signal.reason as Error) : error
+    } finally {
+      clearTimeout(timer)
+      if (deadline.signal.aborted) pending.then(discard, () => {})
+    }
+  }
+
+  /**
+   * The body as the caller will read it, failing with kind 'timeout' when the store sends
+   * nothing for `timeoutMs` while the caller waits for bytes. A reader that is behind (a slow
+   * client: the buffers between are full) is not the store's silence.
+   */
+  function watched(body: Readable): Readable {
+    const out = new PassThrough()
+    pipeline(body, out, () => {})
+    const stalled = () => new UpstreamError(id, 'timeout', `store body stalled for ${timeoutMs} ms`)
+    failWhenIdle(body, timeoutMs, stalled, () => out.writableNeedDrain || out.readableLength > 0)
+    return out
+  }
+
+  function head(key: string, opts: { signal?: AbortSignal } = {}): Promise<ObjectMeta | null> {
+    return answered('head', opts.signal, (signal) => store.head(key, { ...opts, signal }), () => {})
+  }
+
+  function get(key: string, opts: ConditionalGetOptions): Promise<GetResult | NotModified | null>
+  function get(key: string, opts?: GetOptions): Promise<GetResult | null>
+  async function get(key: string, opts: GetOptions & { ifNoneMatch?: string } = {}): Promise<GetResult | NotModified | null> {
+    const got = await answered(
+      opts.op ?? 'get',
+      opts.signal,
+      (signal) => store.get(key, { ...opts, signal } as ConditionalGetOptions),
+      (late) => late && 'body' in late && late.body.destroy(),
+    )
+    if (got === null || 'notModified' in got) return got
+    return { ...got, body: watched(got.body) }
+  }
+
+  /**
+   * Watches how the store takes the body: it fails when the store leaves bytes unread, or
+   * stays silent once the body is complete, for `timeoutMs` (checked four times per period).
+   * A client that is slow to send is not the store's fault: that time does not count.
+   */
+  async function put(key: string, body: Readable, opts: PutOptions): Promise<ObjectMeta> {
+    let received = 0
+    const tap = new Transform({
+      transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
+        received += chunk.length
+        callback(null, chunk)
+      },
+    })
+    link(body, tap)
+    const stalled = new AbortController()
+    let fail!: (error: Error) => void
+    const stuck = new Promise<never>((_, reject) => (fail = reject))
+    let taken = 0
+    let moved = performance.now()
+    const check = setInterval(
+      () => {
+        const now = performance.now()
+        const storesTurn = tap.readableLength > 0 || tap.writableLength > 0 || tap.writableEnded
+        const takenNow = received - tap.readableLength
+        if (takenNow !== taken || !storesTurn) {
+          taken = takenNow
+          moved = now
+          return
+        }
+        if (now - moved < timeoutMs) return
+        const error = new UpstreamError(id, 'timeout', `store put made no progress for ${timeoutMs} ms`)
+        stalled.abort(error)
+        tap.destroy(error)
+        fail(error)
+      },
+      Math.max(10, timeoutMs / 4),
+    )
+    check.unref()
+    const signal = opts.signal ? AbortSignal.any([opts.signal, stalled.signal]) : stalled.signal
+    try {
+      return await Promise.race([store.put(key, tap, { ...opts, signal }), stuck])
+    } catch (error) {
+      throw stalled.signal.aborted ? (stalled.signal.reason as Error) : error
+    } finally {
+      clearInterval(check)
+    }
+  }
+
+  const close = store.close?.bind(store)
+  return { type: store.type, id, head, get, put, ...(close && { close }) }
+}
