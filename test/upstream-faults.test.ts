@@ -208,7 +208,7 @@ describe('two PUTs of one key racing', () => {
     memory: async () => createMemoryCache({ maxBytes: 1 << 20 }),
     'memory + disk': async () => {
       const dir = await mkdtemp(path.join(tmpdir(), 'cachegate-race-'))
-      after(() => rm(dir, { recursive: true, force: true }))
+      after(() => rm(dir, { recursive: true, force: true, maxRetries: 5 }))
       return createHybridCache({ memory: createMemoryCache({ maxBytes: 1 << 20 }), disk: await openDiskCache({ path: dir, maxBytes: 1 << 22 }) })
     },
   }
