@@ -47,7 +47,6 @@ export function createApp(deps: AppDeps) {
     maxObjectSize: config.cache.max_object_size,
     maxUploadSize: config.cache.max_upload_size,
     pageSize: config.cache.page_size,
-    upstreamTimeoutMs: config.upstream.timeout_seconds * 1000,
     telemetry,
     logger,
   })

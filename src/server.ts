@@ -100,9 +100,8 @@ export async function startServer(config: Config, options: { logger?: Logger; st
   const logger = options.logger ?? createLogger(levelFromEnv(config.log.level))
   const reportError = await initSentry(config, logger)
   const telemetry = new Telemetry({ defaultMetrics: true })
-  // Every store call gets the upstream deadline. Not yet `telemetry`: objects.ts's upstream()
-  // still counts each call; pass it here when that goes, or calls are counted twice.
-  const stores = decorateStores(options.stores ?? (await createStores(config)), { timeoutMs: config.upstream.timeout_seconds * 1000 })
+  // Every store call gets the upstream deadline and is counted: composed once, here.
+  const stores = decorateStores(options.stores ?? (await createStores(config)), { timeoutMs: config.upstream.timeout_seconds * 1000, telemetry })
   const cache = await createCache(config, logger, telemetry)
   const { handle, metricsHandle } = createApp({ config, stores, cache, logger, telemetry, reportError, objectHooks: options.objectHooks })
 

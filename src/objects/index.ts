@@ -4,7 +4,6 @@ import type { Telemetry } from '../metrics.ts'
 import { KnownObjects } from './known.ts'
 import { createReadPath } from './read.ts'
 import type { ObjectService } from './types.ts'
-import { createUpstream } from './upstream.ts'
 import { createWritePath } from './write.ts'
 
 export type { ObjectService, ObjectSource, OpenObject, WriteOptions } from './types.ts'
@@ -19,19 +18,14 @@ export interface ObjectServiceOptions {
   pageSize?: number
   /** Pages fetched ahead of the one being sent (default 2). */
   readAhead?: number
-  /**
-   * A store call that has not answered (headers) within this many ms, or a body the gateway
-   * is reading that stalls this long, fails with an `UpstreamError` of kind `timeout` (504).
-   * Default 30 s.
-   */
-  upstreamTimeoutMs?: number
   telemetry: Telemetry
   logger: Logger
 }
 
 /**
  * The read and write paths: cache lookups, singleflight fills, page-aligned reads of large
- * objects, write-through PUT. Knows nothing of HTTP or auth; throws domain errors.
+ * objects, write-through PUT. Knows nothing of HTTP or auth; throws domain errors. The stores
+ * it is given carry their own deadline and metrics (stores/registry.ts `decorateStore`).
  *
  * @example
  * const objects = createObjectService({ cache, maxObjectSize: 64 * 2 ** 20, maxUploadSize: 5 * 2 ** 30, telemetry, logger })
@@ -40,11 +34,9 @@ export interface ObjectServiceOptions {
 export function createObjectService(options: ObjectServiceOptions): ObjectService {
   const { cache, maxObjectSize, telemetry } = options
   const pageSize = options.pageSize ?? 0
-  const timeoutMs = options.upstreamTimeoutMs ?? 30_000
-  const upstream = createUpstream(timeoutMs, telemetry)
   const known = new KnownObjects(cache, (meta) => pageSize > 0 && meta.size > maxObjectSize)
-  const reads = createReadPath({ cache, known, upstream, maxObjectSize, pageSize, readAhead: options.readAhead ?? 2, timeoutMs, telemetry, logger: options.logger })
-  const writes = createWritePath({ cache, known, upstream, invalidate: reads.invalidate, maxObjectSize, maxUploadSize: options.maxUploadSize })
+  const reads = createReadPath({ cache, known, maxObjectSize, pageSize, readAhead: options.readAhead ?? 2, telemetry, logger: options.logger })
+  const writes = createWritePath({ cache, known, invalidate: reads.invalidate, maxObjectSize, maxUploadSize: options.maxUploadSize })
   return {
     open: reads.open,
     openInMemory: reads.openInMemory,

@@ -16,12 +16,8 @@ export interface PagerOptions {
   pageSize: number
   /** Pages fetched ahead of the one being sent: bounds memory per response. */
   readAhead: number
-  /** Wraps a store call with metrics. */
-  upstream<T>(store: Store, op: string, call: () => Promise<T>): Promise<T>
   /** A ranged GET of exactly `range`, not cached, that fails unless the store still has version `meta`. */
   readExact(store: Store, key: string, meta: ObjectMeta, range: ByteRange): Promise<Readable>
-  /** Guards a page body the pager reads (an idle timeout). */
-  watch(store: Store, body: Readable): Readable
   /** The object changed upstream (its ETag or size moved): forget what we knew of it. */
   onChanged(ck: string): Promise<void>
   /** A page body failed after its headers (the responses reading it end early). */
@@ -51,7 +47,7 @@ function pageMeta(meta: ObjectMeta, length: number): ObjectMeta {
  * stitched into a response (it is refetched, and a mismatch upstream fails the response).
  */
 export function createPager(options: PagerOptions) {
-  const { cache, pageSize, readAhead, upstream } = options
+  const { cache, pageSize, readAhead } = options
   const flights = new Singleflight<string, Page>()
 
   function pageRange(meta: ObjectMeta, index: number): ByteRange {
@@ -67,7 +63,7 @@ export function createPager(options: PagerOptions) {
   /** Starts a page's upstream GET; resolves once its headers are checked, with the fill. */
   async function fetchPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number): Promise<{ fill: Fill; filled: Promise<Bytes> }> {
     const range = pageRange(meta, index)
-    const got = await upstream(store, 'get-page', () => store.get(key, { range }))
+    const got = await store.get(key, { range, op: 'get-page' })
     const length = range.end - range.start + 1
     if (!got || !sameVersion(got.meta, meta) || got.range?.start !== range.start || got.range.end !== range.end) {
       got?.body.destroy()
@@ -76,7 +72,7 @@ export function createPager(options: PagerOptions) {
     }
     // The fill checks the length: a short or long body fails every reader and is never cached.
     const fill = new Fill(pageMeta(meta, length))
-    return { fill, filled: fill.consume(options.watch(store, got.body)) }
+    return { fill, filled: fill.consume(got.body) }
   }
 
   /** One page, from the cache when it holds this version, else joined or fetched (singleflight) if `mayFetch` lets it. */

@@ -7,23 +7,20 @@ import { SNIFF_BYTES, contentTypeFromKey, isGenericContentType, typeFromMagicByt
 import { UpstreamError, asUpstreamError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { CacheResult, Telemetry } from '../metrics.ts'
-import { failWhenIdle } from '../streams.ts'
 import type { ByteRange, ObjectMeta, Store } from '../stores/types.ts'
 import type { KnownObjects } from './known.ts'
 import { type ReadVersion, direct, fromDisk, fromFill, fromMemory, paged, passThrough } from './opened.ts'
 import { createPager } from './pages.ts'
-import type { ObjectService, OpenObject, Upstream } from './types.ts'
+import type { ObjectService, OpenObject } from './types.ts'
 import { sameVersion } from './versions.ts'
 
 export interface ReadPathOptions {
   cache: Cache
   known: KnownObjects
-  upstream: Upstream
   maxObjectSize: number
   /** 0: objects over `maxObjectSize` are streamed through, never paged. */
   pageSize: number
   readAhead: number
-  timeoutMs: number
   telemetry: Telemetry
   logger: Logger
 }
@@ -51,11 +48,11 @@ function typed(key: string, meta: ObjectMeta): ObjectMeta {
  * object (typed by its magic bytes when the store gave it no useful type), else the body of
  * one too large to cache.
  */
-async function firstGet(at: { options: ReadPathOptions; ck: string; store: Store; key: string; watch: (store: Store, body: Readable) => Readable; isCurrent: () => boolean }): Promise<Outcome> {
-  const { options, ck, store, key, watch, isCurrent } = at
-  const { cache, known, upstream, maxObjectSize, telemetry, logger } = options
+async function firstGet(at: { options: ReadPathOptions; ck: string; store: Store; key: string; isCurrent: () => boolean }): Promise<Outcome> {
+  const { options, ck, store, key, isCurrent } = at
+  const { cache, known, maxObjectSize, telemetry, logger } = options
   // No client signal here: the fill belongs to the gateway, not to the first client.
-  const got = await upstream(store, 'get', () => store.get(key))
+  const got = await store.get(key)
   if (!got) return { kind: 'missing' }
   const meta = typed(key, got.meta)
   if (meta.size > maxObjectSize) {
@@ -69,7 +66,7 @@ async function firstGet(at: { options: ReadPathOptions; ck: string; store: Store
     return { kind: 'too-large', meta, take }
   }
   const fill = new Fill(meta)
-  const filled = fill.consume(watch(store, got.body))
+  const filled = fill.consume(got.body)
   // An untyped object waits for its leading bytes (or its end) to be typed by them.
   const typing = isGenericContentType(meta.contentType)
     ? fill.head(SNIFF_BYTES).then(async (head) => {
@@ -100,15 +97,13 @@ async function firstGet(at: { options: ReadPathOptions; ck: string; store: Store
  * pass-through read. Counts each request's cache result once, from its object's `source`.
  */
 export function createReadPath(options: ReadPathOptions) {
-  const { cache, known, upstream, maxObjectSize, pageSize, timeoutMs, telemetry, logger } = options
+  const { cache, known, maxObjectSize, pageSize, telemetry, logger } = options
   const fills = new Singleflight<string, Outcome>()
   const heads = new Singleflight<string, ObjectMeta | null>()
-  const stalled = (store: Store) => () => new UpstreamError(store.id, 'timeout', `upstream body stalled for ${timeoutMs} ms`)
-  const watch = (store: Store, body: Readable) => failWhenIdle(body, timeoutMs, stalled(store))
 
   /** A GET of `key` (or of one range of it) that fails unless the store still has version `meta`. */
   async function readVersion(store: Store, key: string, meta: ObjectMeta, range?: ByteRange): Promise<Readable> {
-    const got = await upstream(store, 'get', () => store.get(key, { range }))
+    const got = await store.get(key, { range })
     if (!got || !sameVersion(got.meta, meta)) {
       got?.body.destroy()
       throw new UpstreamError(store.id, 'server', 'object changed upstream during the read')
@@ -121,9 +116,7 @@ export function createReadPath(options: ReadPathOptions) {
     cache,
     pageSize: pageSize || 1,
     readAhead: options.readAhead,
-    upstream,
     readExact: readVersion,
-    watch,
     onChanged: (ck) => known.forget(ck),
     onBodyError(store, error) {
       telemetry.upstreamError(store.id, 'get-page-body', error instanceof UpstreamError ? error.kind : 'io')
@@ -147,7 +140,7 @@ export function createReadPath(options: ReadPathOptions) {
   function fillOnce(ck: string, store: Store, key: string) {
     return fills.run(
       ck,
-      (isCurrent) => firstGet({ options, ck, store, key, watch, isCurrent }),
+      (isCurrent) => firstGet({ options, ck, store, key, isCurrent }),
       (outcome) => (outcome.kind === 'fill' ? outcome.done : undefined),
     )
   }
@@ -155,7 +148,7 @@ export function createReadPath(options: ReadPathOptions) {
   /** HEAD upstream, once for concurrent callers; remembers the answer unless a PUT came meanwhile. */
   function headOnce(ck: string, store: Store, key: string): Promise<ObjectMeta | null> {
     return heads.run(ck, async (isCurrent) => {
-      const found = await upstream(store, 'head', () => store.head(key))
+      const found = await store.head(key)
       const meta = found && typed(key, found)
       if (meta && isCurrent()) known.remember(ck, meta)
       return meta

@@ -88,6 +88,3 @@ export interface ObjectService {
   /** Fills and page fills in flight (a gauge). */
   inflightFills(): number
 }
-
-/** A store call with metrics and a deadline on its answer (see upstream.ts). */
-export type Upstream = <T>(store: Store, op: string, call: () => Promise<T>) => Promise<T>

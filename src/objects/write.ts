@@ -7,13 +7,12 @@ import { PayloadTooLargeError, RequestAbortedError } from '../errors.ts'
 import { link } from '../streams.ts'
 import type { ObjectMeta, PutOptions, Store } from '../stores/types.ts'
 import type { KnownObjects } from './known.ts'
-import type { Upstream, WriteOptions } from './types.ts'
+import type { WriteOptions } from './types.ts'
 import { UploadMeter } from './upload-meter.ts'
 
 export interface WritePathOptions {
   cache: Cache
   known: KnownObjects
-  upstream: Upstream
   /** Drops the cached copy and what is known, and detaches fills that would re-cache old bytes. */
   invalidate(ck: string): Promise<void>
   maxObjectSize: number
@@ -28,7 +27,7 @@ export interface WritePathOptions {
  * pages of a large object stay until evicted but are never served: they carry the old version.
  */
 export function createWritePath(options: WritePathOptions) {
-  const { cache, known, upstream, invalidate, maxObjectSize, maxUploadSize } = options
+  const { cache, known, invalidate, maxObjectSize, maxUploadSize } = options
   /** PUTs in progress per key. Overlapping PUTs never cache: which one the store kept is unknown. */
   const writes = new Map<string, { running: number; overlapped: boolean }>()
 
@@ -63,7 +62,7 @@ export function createWritePath(options: WritePathOptions) {
     const put: PutOptions = { contentType, size: request.size, ifMatch: request.ifMatch, ifNoneMatch: request.ifNoneMatch, signal: request.signal }
     let meta: ObjectMeta
     try {
-      meta = await upstream(store, 'put', () => store.put(key, source, put))
+      meta = await store.put(key, source, put)
     } catch (error) {
       // A store that failed before reading it all leaves the rest of the body unread.
       meter.destroy()
