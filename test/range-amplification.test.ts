@@ -16,29 +16,13 @@ import { type CountingProxy, startCountingProxy } from './helpers/counting-proxy
 import { type S3rverHandle, startS3rver } from './helpers/emulators.ts'
 import { BEARER, type TestGateway, rawRequest, startGateway } from './helpers/gateway.ts'
 import { prng } from './helpers/prng.ts'
+import { multipartParts } from './helpers/multipart.ts'
 
 const auth = { Authorization: `Bearer ${BEARER}` }
 const PAGE = 1024 * 1024
 const SIZE = 12 * PAGE
 
-/** The parts of a multipart/byteranges body: each part's Content-Range and bytes. */
-function parts(body: Buffer, contentType: string): { range: string; bytes: Buffer }[] {
-  const boundary = /boundary=(\S+)/.exec(contentType)?.[1]
-  assert.ok(boundary, contentType)
-  const delimiter = Buffer.from(`--${boundary}`)
-  const found: { range: string; bytes: Buffer }[] = []
-  let at = body.indexOf(delimiter)
-  while (at >= 0) {
-    const next = body.indexOf(delimiter, at + delimiter.length)
-    if (next < 0) break
-    const part = body.subarray(at + delimiter.length, next - 2) // the CRLF before a delimiter belongs to it
-    const headEnd = part.indexOf('\r\n\r\n')
-    const range = /Content-Range: bytes (\S+)/.exec(part.subarray(0, headEnd).toString('latin1'))?.[1] ?? ''
-    found.push({ range, bytes: part.subarray(headEnd + 4) })
-    at = next
-  }
-  return found
-}
+const parts = multipartParts
 
 describe('range amplification through pages (1 MiB pages)', () => {
   let s3: S3rverHandle
