@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { generateKeyPair } from '../src/auth/keys.ts'
 import { validateConfig } from '../src/config/load.ts'
-import { createStores } from '../src/stores/registry.ts'
+import { createStores, decorateStores } from '../src/stores/registry.ts'
+import { Telemetry } from '../src/metrics.ts'
 
 describe('store registry', () => {
   it('builds one store per configured bucket id, of each type (SDKs loaded on demand)', async () => {
@@ -24,5 +25,16 @@ describe('store registry', () => {
       ],
     )
     await Promise.all([...stores.values()].map((s) => s.close?.()))
+  })
+
+  it('decorates every store once, keeping its id, type and close', async () => {
+    let closed = 0
+    const raw = new Map([['t', { type: 'in-memory-test', id: 't', head: async () => null, get: async () => null, put: async () => ({ size: 0, contentType: 'x' }), close: async () => void closed++ }]])
+    const decorated = decorateStores(raw, { timeoutMs: 1000, telemetry: new Telemetry() })
+    const store = decorated.get('t')
+    assert.ok(store && store !== raw.get('t'))
+    assert.deepEqual([store.type, store.id], ['in-memory-test', 't'])
+    await store.close?.()
+    assert.equal(closed, 1)
   })
 })

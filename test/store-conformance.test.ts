@@ -12,6 +12,8 @@ import { after, before, describe, it } from 'node:test'
 import { PreconditionFailedError, UpstreamError } from '../src/errors.ts'
 import { createAzureStore } from '../src/stores/azure.ts'
 import { createFsStore } from '../src/stores/fs.ts'
+import { Telemetry } from '../src/metrics.ts'
+import { decorateStore } from '../src/stores/registry.ts'
 import { createS3Store } from '../src/stores/s3.ts'
 import type { Store } from '../src/stores/types.ts'
 import { startCountingProxy } from './helpers/counting-proxy.ts'
@@ -302,10 +304,24 @@ function describeStore(name: string, setup: () => Promise<StoreFixture>): void {
 
 /** Only network stores have a "down" variant. */
 function setupSkipsDown(name: string): boolean {
-  return name === 'fs'
+  return name.startsWith('fs')
 }
 
-describeStore('fs', async () => {
+/**
+ * Runs the suite on `name` as it is, and once more wrapped in the start-up decorators
+ * (deadline and metrics, `registry.decorateStore`): a wrapper must be invisible to callers.
+ */
+function describeStoreAndDecorated(name: string, setup: () => Promise<StoreFixture>): void {
+  describeStore(name, setup)
+  describeStore(`${name} + deadline + metrics`, async () => {
+    const fixture = await setup()
+    const decorations = { timeoutMs: 20_000, telemetry: new Telemetry() }
+    const { down } = fixture
+    return { ...fixture, store: decorateStore(fixture.store, decorations), down: down && (() => decorateStore(down(), decorations)) }
+  })
+}
+
+describeStoreAndDecorated('fs', async () => {
   const root = await mkdtemp(path.join(tmpdir(), 'cachegate-fs-store-'))
   return {
     store: createFsStore({ id: 'fs-test', root }),
@@ -314,7 +330,7 @@ describeStore('fs', async () => {
   }
 })
 
-describeStore('s3', async () => {
+describeStoreAndDecorated('s3', async () => {
   const s3 = await startS3rver()
   const port = await freePort()
   const common = { bucket: s3.bucket, accessKey: s3.accessKey, secretKey: s3.secretKey, allowHttp: true }
@@ -327,7 +343,7 @@ describeStore('s3', async () => {
   }
 })
 
-describeStore('azure', async () => {
+describeStoreAndDecorated('azure', async () => {
   const azurite = await startAzurite()
   const port = await freePort()
   return {

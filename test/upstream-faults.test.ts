@@ -19,9 +19,13 @@ import { cacheKey } from '../src/cache/keys.ts'
 import { createLogger } from '../src/log.ts'
 import { Telemetry } from '../src/metrics.ts'
 import { createObjectService } from '../src/objects/index.ts'
+import { createAzureStore } from '../src/stores/azure.ts'
 import { createS3Store } from '../src/stores/s3.ts'
 import type { ObjectMeta, Store } from '../src/stores/types.ts'
+import { type CountingProxy, startCountingProxy } from './helpers/counting-proxy.ts'
+import { azuriteConnectionString, startAzurite, startS3rver } from './helpers/emulators.ts'
 import { BEARER, type TestGateway, startGateway } from './helpers/gateway.ts'
+import { freePort } from './helpers/ports.ts'
 
 const auth = { Authorization: `Bearer ${BEARER}` }
 
@@ -200,6 +204,95 @@ describe('a store that stalls', () => {
   it('a page answered with another range than asked is refused before any byte goes out (502)', async () => {
     const res = await fetch(`${paged.url}/objs/shiftedpage/e.bin`, { headers: { ...auth, Range: 'bytes=0-39' } })
     assert.equal(res.status, 502)
+  })
+})
+
+describe('a store that refuses connections or fails with 503', { timeout: 60_000 }, () => {
+  /** Per backend: a store maker for an endpoint, the emulator's own endpoint, and a proxy in front of it. */
+  const backends: { name: string; make(endpoint: string, maxAttempts?: number): Store; proxy: CountingProxy; close(): Promise<void> }[] = []
+
+  before(async () => {
+    const [s3, azurite] = await Promise.all([startS3rver(), startAzurite()])
+    const azurePort = Number(/BlobEndpoint=http:\/\/127\.0\.0\.1:(\d+)/.exec(azurite.connectionString)?.[1])
+    const s3Proxy = await startCountingProxy(s3.endpoint)
+    const azureProxy = await startCountingProxy(`http://127.0.0.1:${azurePort}`)
+    backends.push(
+      {
+        name: 's3',
+        make: (endpoint, maxAttempts) => createS3Store({ id: 'objs', bucket: s3.bucket, endpoint, allowHttp: true, accessKey: s3.accessKey, secretKey: s3.secretKey, maxAttempts }),
+        proxy: s3Proxy,
+        close: async () => (await s3Proxy.close(), await s3.close()),
+      },
+      {
+        name: 'azure',
+        make: (endpoint, maxAttempts) =>
+          createAzureStore({ id: 'objs', container: azurite.container, connectionString: azurite.connectionString.replace(`http://127.0.0.1:${azurePort}`, endpoint), maxAttempts }),
+        proxy: azureProxy,
+        close: async () => (await azureProxy.close(), await azurite.close()),
+      },
+    )
+  })
+  after(async () => {
+    await Promise.all(backends.map((backend) => backend.close()))
+  })
+
+  /** One GET through a gateway over `store` (default retry settings unless the store says otherwise). */
+  async function timedGet(store: Store, timeoutSeconds: number, key: string): Promise<{ status: number; ms: number }> {
+    const gw = await startGateway({ stores: new Map([['objs', store]]), raw: { stores: { objs: { type: 'fs', root: '/nonexistent' } }, upstream: { timeout_seconds: timeoutSeconds } } })
+    try {
+      const started = performance.now()
+      const res = await fetch(`${gw.url}/objs/${key}`, { headers: auth })
+      await res.arrayBuffer()
+      return { status: res.status, ms: performance.now() - started }
+    } finally {
+      await gw.close()
+    }
+  }
+
+  it('a refused connection is a 502 within a second, on S3 and Azure (default retries)', async () => {
+    // Before: Azure retried a refused connection 4 times, 4 s and 12 s apart: 504 at the deadline.
+    const port = await freePort()
+    for (const backend of backends) {
+      const { status, ms } = await timedGet(backend.make(`http://127.0.0.1:${port}`), 10, 'refused.bin')
+      assert.equal(status, 502, backend.name)
+      assert.ok(ms < 1000, `${backend.name}: answered after ${Math.round(ms)} ms`)
+    }
+  })
+
+  it('a store answering 503 is a 502 within a second, on S3 and Azure (default retries)', async () => {
+    for (const backend of backends) {
+      backend.proxy.configure({ failStatus: 503 })
+      backend.proxy.reset()
+      try {
+        const { status, ms } = await timedGet(backend.make(backend.proxy.url), 10, 'unavailable.bin')
+        assert.equal(status, 502, backend.name)
+        assert.ok(ms < 1000, `${backend.name}: answered after ${Math.round(ms)} ms`)
+        assert.ok(backend.proxy.counts.requests >= 2, `${backend.name}: retried (${backend.proxy.counts.requests} requests)`)
+      } finally {
+        backend.proxy.configure({})
+      }
+    }
+  })
+
+  it('retries stop at the deadline: no upstream request arrives after the client got its answer', async () => {
+    // 503s that take 400 ms each, and more attempts than fit in the 1 s deadline.
+    await Promise.all(
+      backends.map(async (backend) => {
+        backend.proxy.configure({ failStatus: 503, delayMs: 400 })
+        backend.proxy.reset()
+        try {
+          const { status, ms } = await timedGet(backend.make(backend.proxy.url, 8), 1, 'retried.bin')
+          assert.ok(status === 504 || status === 502, `${backend.name}: ${status}`)
+          assert.ok(ms < 1600, `${backend.name}: answered after ${Math.round(ms)} ms`)
+          const atAnswer = backend.proxy.counts.requests
+          // Before: Azure's next try came 4 s later, S3's within a second.
+          await sleep(4500)
+          assert.equal(backend.proxy.counts.requests, atAnswer, `${backend.name}: requests arrived after the answer`)
+        } finally {
+          backend.proxy.configure({})
+        }
+      }),
+    )
   })
 })
 

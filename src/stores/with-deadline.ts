@@ -120,7 +120,6 @@ export function withDeadline(store: Store, options: DeadlineOptions): Store {
       },
       Math.max(10, timeoutMs / 4),
     )
-    check.unref()
     const signal = opts.signal ? AbortSignal.any([opts.signal, stalled.signal]) : stalled.signal
     try {
       return await Promise.race([store.put(key, tap, { ...opts, signal }), stuck])
