@@ -11,6 +11,7 @@ import { type AddressInfo } from 'node:net'
 import http from 'node:http'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { createMemoryCache } from '../src/cache/memory.ts'
 import { AuthError, InvalidKeyError } from '../src/errors.ts'
 import { type FrontEnd, type ObjectHooks, createDefaultFrontEnd, createObjectHandler, splitTarget } from '../src/http/object/index.ts'
@@ -126,11 +127,20 @@ describe('front-end seam', () => {
       for (const [name, served, headers, target] of variants) {
         served.returns.length = 0
         const first = await rawRequest(served.url, 'GET', target, headers)
-        const second = await rawRequest(served.url, 'GET', target, headers)
         assert.equal(first.status, 200, name)
+        assert.deepEqual(served.returns, ['promise'], name)
+        // The fill is cached just after its last byte went out: under load the next request
+        // can still join it. Ask until it is a memory hit (bounded), then check that one.
+        let second = first
+        for (let i = 0; i < 50; i++) {
+          served.returns.length = 0
+          second = await rawRequest(served.url, 'GET', target, headers)
+          if (second.headers['x-cg-status'] === 'hit=1') break
+          await sleep(10)
+        }
         assert.equal(second.status, 200, name)
         assert.equal(second.headers['x-cg-status'], 'hit=1', name)
-        assert.deepEqual(served.returns, ['promise', 'sync'], name)
+        assert.deepEqual(served.returns, ['sync'], name)
         if (served !== plain && name.endsWith('hooks')) assert.equal(second.headers['x-decorated'], '1')
       }
     } finally {
