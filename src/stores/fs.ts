@@ -6,11 +6,9 @@ import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import mime from 'mime-types'
 import { InvalidKeyError, PreconditionFailedError, UpstreamError, isDomainError } from '../errors.ts'
-import { validateKey } from './key.ts'
+import { FsRoot, isInside } from './fs-root.ts'
 import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, ObjectMeta, PutOptions, Store } from './types.ts'
 
-/** Sidecar metadata and temp files live here, inside the root, so renames stay atomic. */
-const META_DIR = '.cachegate-meta'
 /** 1 MiB reads are ~2× faster than the 64 KiB default for large files (measured, issue 6). */
 const READ_HIGH_WATER_MARK = 1024 * 1024
 
@@ -34,11 +32,6 @@ function withoutPaths(error: unknown): Error {
   return stripped
 }
 
-/** `real` is `base` itself or below it (both already resolved by realpath). */
-function isInside(real: string, base: string): boolean {
-  return real === base || real.startsWith(base + path.sep)
-}
-
 export interface FsStoreOptions {
   id: string
   root: string
@@ -57,17 +50,8 @@ interface Sidecar {
  * await store.put('hello.txt', Readable.from(['hi']), { contentType: 'text/plain' })
  */
 export function createFsStore(options: FsStoreOptions): Store {
-  const root = path.resolve(options.root)
   const id = options.id
-  let realRoot: string | undefined
-
-  async function resolvedRoot(): Promise<string> {
-    if (realRoot === undefined) {
-      await fsp.mkdir(root, { recursive: true })
-      realRoot = await fsp.realpath(root)
-    }
-    return realRoot
-  }
+  const root = new FsRoot(options.root)
 
   /**
    * Wraps a failure in an UpstreamError that names the key. Node's fs errors carry absolute
@@ -80,53 +64,6 @@ export function createFsStore(options: FsStoreOptions): Store {
     throw new UpstreamError(id, code === 'EACCES' || code === 'EPERM' ? 'auth' : 'io', `fs store ${op} of ${JSON.stringify(key)} failed${code ? ` (${code})` : ''}`, {
       cause: withoutPaths(error),
     })
-  }
-
-  /** Maps a key to a path under the root, refusing anything that escapes it. */
-  async function locate(key: string): Promise<{ file: string; sidecar: string }> {
-    validateKey(key)
-    if (key === META_DIR || key.startsWith(`${META_DIR}/`)) throw new InvalidKeyError(`keys under ${META_DIR}/ are reserved by the fs store`)
-    const base = await resolvedRoot()
-    return { file: path.join(base, key), sidecar: path.join(base, META_DIR, 'meta', `${key}.json`) }
-  }
-
-  /** Resolves symlinks and checks the real target is still inside the root. */
-  async function realInside(file: string): Promise<string | null> {
-    const base = await resolvedRoot()
-    let real: string
-    try {
-      real = await fsp.realpath(file)
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code
-      if (code === 'ENOENT' || code === 'ENOTDIR') return null
-      throw error
-    }
-    if (!real.startsWith(base + path.sep)) throw new InvalidKeyError('object key resolves outside the store root')
-    return real
-  }
-
-  /**
-   * Walks up from `dir` to the deepest part that exists and checks its real path is inside the
-   * root. Creates nothing. A symlink that exists but resolves nowhere (dangling) is refused:
-   * mkdir would follow it.
-   */
-  async function checkDeepestAncestor(dir: string, base: string): Promise<void> {
-    for (let probe = dir; ; probe = path.dirname(probe)) {
-      let real: string
-      try {
-        real = await fsp.realpath(probe)
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code
-        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error
-        if (code === 'ENOENT' && (await fsp.lstat(probe).catch(() => null))?.isSymbolicLink()) {
-          throw new InvalidKeyError('object key passes through a symlink that does not resolve')
-        }
-        if (probe === base || path.dirname(probe) === probe) throw error
-        continue
-      }
-      if (!isInside(real, base)) throw new InvalidKeyError('object key resolves outside the store root')
-      return
-    }
   }
 
   async function readSidecar(sidecar: string): Promise<Sidecar | null> {
@@ -150,8 +87,8 @@ export function createFsStore(options: FsStoreOptions): Store {
 
   async function head(key: string): Promise<ObjectMeta | null> {
     try {
-      const { file, sidecar } = await locate(key)
-      const real = await realInside(file)
+      const { file, sidecar } = await root.locate(key)
+      const real = await root.realInside(file)
       if (real === null) return null
       const stat = await fsp.stat(real)
       if (!stat.isFile()) return null
@@ -166,8 +103,8 @@ export function createFsStore(options: FsStoreOptions): Store {
   async function get(key: string, options: GetOptions & { ifNoneMatch?: string } = {}): Promise<GetResult | NotModified | null> {
     let handle: fsp.FileHandle | undefined
     try {
-      const { file, sidecar } = await locate(key)
-      const real = await realInside(file)
+      const { file, sidecar } = await root.locate(key)
+      const real = await root.realInside(file)
       if (real === null) return null
       handle = await fsp.open(real, 'r')
       const stat = await handle.stat()
@@ -200,18 +137,18 @@ export function createFsStore(options: FsStoreOptions): Store {
   async function put(key: string, body: Readable, options: PutOptions): Promise<ObjectMeta> {
     let tmp: string | undefined
     try {
-      const { file, sidecar } = await locate(key)
-      const base = await resolvedRoot()
+      const { file, sidecar } = await root.locate(key)
+      const base = await root.resolved()
       // Checked before mkdir creates anything: a symlink planted in the root must not let a
       // PUT create directories elsewhere, even one that is then refused.
-      await checkDeepestAncestor(path.dirname(file), base)
+      await root.checkDeepestAncestor(path.dirname(file))
       await fsp.mkdir(path.dirname(file), { recursive: true })
       // Checked again where the file will really go (the tree may have changed meanwhile).
       const realParent = await fsp.realpath(path.dirname(file))
       if (!isInside(realParent, base)) throw new InvalidKeyError('object key resolves outside the store root')
       const target = path.join(realParent, path.basename(file))
       await checkIfMatch(key, options)
-      const tmpDir = path.join(base, META_DIR, 'tmp')
+      const tmpDir = root.tmpDir(base)
       await fsp.mkdir(tmpDir, { recursive: true })
       tmp = path.join(tmpDir, `${randomBytes(8).toString('hex')}.tmp`)
       // flush: fsync before close. This store is the origin, not a cache: a PUT that answered
