@@ -105,6 +105,13 @@ export function createApp(deps: AppDeps) {
   /** The metrics listener's handler (only with metrics.listen): operator endpoints, no objects, not counted as traffic. */
   const metricsHandle = separateMetrics ? getRequestListener(operatorApp(true).fetch) : undefined
 
+  /** An error no handler answered (a bug): logged, reported, the connection cut. */
+  function unhandled(outgoing: ServerResponse, error: unknown): void {
+    logger.error('unhandled error', { err: error })
+    deps.reportError?.(error)
+    outgoing.destroy()
+  }
+
   function handle(incoming: IncomingMessage, outgoing: ServerResponse): void {
     const { path, query } = splitTarget(incoming.url ?? '/')
     const object = isObjectPath(path)
@@ -112,15 +119,11 @@ export function createApp(deps: AppDeps) {
     // keep the connection alive, however long it is (see http/unread-body.ts).
     if (!(object && incoming.method === 'PUT') && announcesBody(incoming)) outgoing.setHeader('Connection', 'close')
     if (object) {
-      const unhandled = (error: unknown) => {
-        logger.error('unhandled error', { err: error })
-        deps.reportError?.(error)
-        outgoing.destroy()
-      }
+      // No closure per request: a memory hit returns no promise, and only a promise needs one.
       try {
-        objectHandler(incoming, outgoing, path, query)?.catch(unhandled)
+        objectHandler(incoming, outgoing, path, query)?.catch((error: unknown) => unhandled(outgoing, error))
       } catch (error) {
-        unhandled(error)
+        unhandled(outgoing, error)
       }
       return
     }

@@ -32,7 +32,9 @@ export function sliceStream(source: Readable, range: ByteRange): Readable {
   slice.once('close', () => {
     if (!source.destroyed) source.destroy()
   })
-  return source.pipe(slice)
+  // A slice may wait a moment for its reader (a multipart part opened before the headers go
+  // out): a source failing meanwhile must not be an unhandled 'error' event.
+  return holdErrors(source.pipe(slice))
 }
 
 /**
@@ -123,6 +125,13 @@ export function link<T extends Duplex>(source: Readable, sink: T, options: { des
   const onSourceError = (error: Error) => sink.destroy(error)
   const onSourceClose = () => {
     if (!source.readableEnded) sink.destroy(source.errored ?? prematureClose())
+  }
+  // A source that already ended badly (a client gone during an await before this) has had
+  // its 'close': fail the sink now, or its consumer would wait for bytes forever.
+  if (source.destroyed && !source.readableEnded) {
+    sink.destroy(source.errored ?? prematureClose())
+    holdErrors(sink)
+    return sink
   }
   source.on('error', onSourceError)
   source.once('close', onSourceClose)

@@ -67,6 +67,26 @@ describe('read-path defects', () => {
     }
   })
 
+  it('page caching off: a ranged read that finds the object replaced fails once, then reads the new version', async () => {
+    const root = await tempDir()
+    const fs = createFsStore({ id: 'local', root })
+    await fs.put('big.bin', Readable.from([Buffer.alloc(64 * KiB, 1)]), { contentType: 'application/x-test', size: 64 * KiB })
+    const gw = await startGateway({ stores: new Map([['local', fs]]), raw: { cache: { max_object_size: '16KiB', page_size: 0 } } })
+    try {
+      const range = { ...auth, Range: 'bytes=0-9' }
+      assert.equal((await fetch(`${gw.url}/local/big.bin`, { headers: range })).status, 206)
+      // Replaced behind the gateway's back, with another size.
+      await fs.put('big.bin', Readable.from([Buffer.alloc(80 * KiB, 2)]), { contentType: 'application/x-test', size: 80 * KiB })
+      assert.equal((await fetch(`${gw.url}/local/big.bin`, { headers: range })).status, 502)
+      const next = await fetch(`${gw.url}/local/big.bin`, { headers: range })
+      assert.equal(next.status, 206, 'the old size is forgotten, not kept to fail every later read')
+      assert.equal(next.headers.get('content-range'), `bytes 0-9/${80 * KiB}`)
+      assert.deepEqual([...Buffer.from(await next.arrayBuffer())], Array(10).fill(2))
+    } finally {
+      await gw.close()
+    }
+  })
+
   it('pages of an object without an ETag are told apart by Last-Modified, not by size alone', async () => {
     const root = await tempDir()
     const fs = createFsStore({ id: 'local', root })

@@ -177,7 +177,7 @@ describe('withDeadline', () => {
 })
 
 describe('withMetrics', () => {
-  it('counts each call under the op names objects.ts uses: head, get, get-page, put, with failure kinds', async () => {
+  it('counts each call under the op names the object service uses: head, get, get-page, put, with failure kinds', async () => {
     const root = await mkdtemp(path.join(tmpdir(), 'cachegate-metrics-'))
     try {
       const telemetry = new Telemetry()

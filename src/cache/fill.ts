@@ -17,7 +17,7 @@ export class Fill {
   #done = false
   #error: Error | undefined
   readonly #waiting = new Set<() => void>()
-  /** Mutable only through `retype`, before any reader sees it. */
+  /** Replaced once at most, before any reader sees it (an untyped object typed by its first bytes). */
   meta: ObjectMeta
 
   constructor(meta: ObjectMeta) {

@@ -96,6 +96,9 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
     let started = false
     const run = (read: Promise<Bytes>) => {
       started = true
+      // Observed here: a promotion of this key that is already running (joined below) never
+      // awaits this read, and a client leaving mid-read rejects it.
+      read.catch(() => {})
       promoting
         .run(key, async (isCurrent) => {
           const body = await read
@@ -109,6 +112,8 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
       ...hit,
       open(range) {
         const whole = !range || (range.start === 0 && range.end === hit.meta.size - 1)
+        // Another hit of this key is promoting it already: just read the file.
+        if (promoting.has(key)) return hit.open(range)
         if (started || !whole) {
           if (!started) run(readAll(hit))
           return hit.open(range)

@@ -6,7 +6,6 @@
  * - `bucket\0key\0meta`: the metadata record of a large (paged) object;
  * - `bucket\0key\0page:N`: page N of a large object.
  */
-import type { ObjectMeta } from '../stores/types.ts'
 
 /** The cache key for an object. */
 export function cacheKey(bucketId: string, key: string): string {
@@ -27,11 +26,6 @@ export function pageKey(ck: string, index: number): string {
  * The singleflight key of a page fill: shared only by readers of the same object version, so
  * after a PUT a reader of the new version never joins a fill of the old one still in flight.
  */
-export function pageFlightKey(pk: string, meta: ObjectMeta): string {
-  return `${pk}\u0000${versionOf(meta)}`
-}
-
-/** What tells two versions of an object apart: ETag, size and date (for stores without ETags). */
-export function versionOf(meta: ObjectMeta): string {
-  return `${meta.etag ?? ''}\u0000${meta.size}\u0000${meta.lastModified?.getTime() ?? ''}`
+export function pageFlightKey(pk: string, version: string): string {
+  return `${pk}\u0000${version}`
 }

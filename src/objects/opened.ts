@@ -15,16 +15,26 @@ import { type OpenObject, type ObjectSource, resultOf } from './types.ts'
 /** A GET of `range` that fails unless the store still has the version the object was opened as. */
 export type ReadVersion = (meta: ObjectMeta, range?: ByteRange) => Promise<Readable>
 
-function opened(source: ObjectSource, meta: ObjectMeta, read: OpenObject['read'], release: () => void = () => {}): OpenObject {
+const NOTHING = () => {}
+const ALL_CACHED = async () => true
+
+function opened(source: ObjectSource, meta: ObjectMeta, read: OpenObject['read'], release: () => void = NOTHING): OpenObject {
   const result = resultOf(source)
   return { meta, source, result, read, cached: async () => result === 'hit', release }
 }
 
-/** A memory hit: its bytes, sliced without a copy. */
+/** A memory hit: its bytes, sliced without a copy. One object literal: this is the hot path. */
 export function fromMemory(hit: Extract<CacheHit, { tier: 'memory' }>): OpenObject {
-  const object = opened('memory', hit.meta, async (range) => (range ? sliceBytes(hit.body, range.start, range.end) : hit.body))
-  object.bytes = hit.body
-  return object
+  const body = hit.body
+  return {
+    meta: hit.meta,
+    source: 'memory',
+    result: 'hit',
+    bytes: body,
+    read: async (range) => (range ? sliceBytes(body, range.start, range.end) : body),
+    cached: ALL_CACHED,
+    release: NOTHING,
+  }
 }
 
 /** A disk hit: an entry evicted or replaced since its lookup is read from the store instead. */
@@ -76,12 +86,18 @@ export interface PagedReads {
 /**
  * A large object read through its pages. Its hit or miss depends on the ranges asked for: it
  * is counted in `cached`, which also plans which cold pages the request may fetch
- * (page-budget.ts) before any read. `preset`: the request's result is already known (it
+ * (page-budget.ts) before any read, or else when it is released. `preset`: the request's result is already known (it
  * started or joined the object's first GET), and it is never a hit.
  */
 export function paged(meta: ObjectMeta, pages: PagedReads, preset?: CacheResult): OpenObject {
   let plan: Promise<PagePlan> | undefined
   const planned = (ranges: readonly ByteRange[]) => (plan ??= pages.plan(ranges))
+  let counted = false
+  const count = (result: CacheResult) => {
+    if (counted) return
+    counted = true
+    pages.count(result)
+  }
   return {
     meta,
     source: 'page',
@@ -92,9 +108,10 @@ export function paged(meta: ObjectMeta, pages: PagedReads, preset?: CacheResult)
     },
     async cached(ranges) {
       const { cached } = await planned(ranges)
-      pages.count(preset ?? (cached ? 'hit' : 'miss'))
+      count(preset ?? (cached ? 'hit' : 'miss'))
       return cached && !preset
     },
-    release() {},
+    // Answered without its ranges being planned (304, 412, 416): counted as what it is known to be.
+    release: () => count(preset ?? 'miss'),
   }
 }

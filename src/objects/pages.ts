@@ -8,7 +8,7 @@ import { UpstreamError, asUpstreamError } from '../errors.ts'
 import { openOrElse, sliceStream } from '../streams.ts'
 import type { ByteRange, ObjectMeta, Store } from '../stores/types.ts'
 import { type PagePlan, type PageState, planPages } from './page-budget.ts'
-import { sameVersion } from './versions.ts'
+import { sameVersion, versionOf } from './versions.ts'
 
 export interface PagerOptions {
   cache: Cache
@@ -80,7 +80,7 @@ export function createPager(options: PagerOptions) {
     const pk = pageKey(ck, index)
     const hit = fromCache ? await cache.get(pk) : undefined
     if (hit && isPageOf(hit.meta, meta, index)) return hit.tier === 'memory' ? { kind: 'memory', bytes: hit.body } : { kind: 'disk', open: hit.open }
-    const fk = pageFlightKey(pk, meta)
+    const fk = pageFlightKey(pk, versionOf(meta))
     if (!flights.has(fk) && !mayFetch(index)) return { kind: 'exact' }
     let filled: Promise<unknown> | undefined
     // Readers stream the page as it arrives; the flight stays joinable until the cache holds
@@ -105,7 +105,7 @@ export function createPager(options: PagerOptions) {
     const pk = pageKey(ck, index)
     const hit = await cache.get(pk)
     if (hit && isPageOf(hit.meta, meta, index)) return 'cached'
-    return flights.has(pageFlightKey(pk, meta)) ? 'inflight' : 'missing'
+    return flights.has(pageFlightKey(pk, versionOf(meta))) ? 'inflight' : 'missing'
   }
 
   /** Decides, once per request and before any read, which cold pages its ranges may fetch. */

@@ -70,7 +70,8 @@ async function firstGet(at: { options: ReadPathOptions; ck: string; store: Store
   // An untyped object waits for its leading bytes (or its end) to be typed by them.
   const typing = isGenericContentType(meta.contentType)
     ? fill.head(SNIFF_BYTES).then(async (head) => {
-        const sniffed = await typeFromMagicBytes(head)
+        // A parser failure on odd bytes is no reason to fail the response: keep the generic type.
+      const sniffed = await typeFromMagicBytes(head).catch(() => undefined)
         if (sniffed) fill.meta = { ...meta, contentType: sniffed }
       })
     : Promise.resolve()
@@ -106,6 +107,8 @@ export function createReadPath(options: ReadPathOptions) {
     const got = await store.get(key, { range })
     if (!got || !sameVersion(got.meta, meta)) {
       got?.body.destroy()
+      // Forget the old version's size, or every later ranged read would fail the same way.
+      await known.forget(cacheKey(store.id, key))
       throw new UpstreamError(store.id, 'server', 'object changed upstream during the read')
     }
     return got.body

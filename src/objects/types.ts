@@ -79,7 +79,7 @@ export interface ObjectService {
   open(store: Store, key: string, ranged: boolean, method?: string): Promise<OpenObject | null>
   /** A memory hit, found synchronously (the hot path); undefined otherwise. */
   openInMemory(store: Store, key: string, method?: string): OpenObject | undefined
-  /** HEAD: metadata from the cache (or recent knowledge) when held, else from the store. */
+  /** HEAD: metadata from the cache when held, else from the store (one HEAD for concurrent callers). */
   head(store: Store, key: string): Promise<{ meta: ObjectMeta; result: CacheResult } | null>
   /** Warms the cache in the background through the same singleflight. Never throws. */
   prefetch(store: Store, key: string, meta: ObjectMeta): void

@@ -41,7 +41,8 @@ export function withDeadline(store: Store, options: DeadlineOptions): Store {
         reject(error)
       }, timeoutMs)
     })
-    const pending = call(signal ? AbortSignal.any([signal, deadline.signal]) : deadline.signal)
+    // A store that throws instead of rejecting still clears the timer (through `finally`).
+    const pending = Promise.resolve().then(() => call(signal ? AbortSignal.any([signal, deadline.signal]) : deadline.signal))
     try {
       return await Promise.race([pending, expired])
     } catch (error) {

@@ -21,13 +21,15 @@ async function upload(ctx: ObjectContext, incoming: IncomingMessage, outgoing: S
   if (contentType !== undefined && !isValidContentType(contentType)) throw new BadRequestError('invalid Content-Type')
   const ifNoneMatch = incoming.headers['if-none-match']
   if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== '*') throw new BadRequestError('If-None-Match on PUT must be "*"')
-  const ifMatch = await resolveIfMatch(ctx, store, key, incoming.headers['if-match'])
+  // Watched from before the first await: a client may leave during the If-Match HEAD.
   const aborted = new AbortController()
   const onClose = () => {
     if (!incoming.complete) aborted.abort(new RequestAbortedError('client closed the connection during the upload'))
   }
   incoming.once('close', onClose)
   try {
+    const ifMatch = await resolveIfMatch(ctx, store, key, incoming.headers['if-match'])
+    aborted.signal.throwIfAborted()
     const meta = await ctx.objects.write(store, key, incoming, {
       contentType,
       size,
