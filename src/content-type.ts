@@ -15,6 +15,9 @@ export function isValidContentType(value: string): boolean {
  * matter (RFC 9110 §8.3.1). String checks only: this runs for every presigned response.
  */
 export function isActiveContentType(contentType: string): boolean {
+  // Asked on every response that builds its headers: most types end the question here,
+  // without allocating (every active type contains "ml": html, xml, +xml).
+  if (!/ml/i.test(contentType)) return false
   const semicolon = contentType.indexOf(';')
   const essence = (semicolon === -1 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase()
   return essence === 'text/html' || essence === 'text/xml' || essence === 'application/xml' || essence.endsWith('+xml')

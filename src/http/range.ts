@@ -129,7 +129,7 @@ export function resolveRanges(parsed: ParsedRange, size: number, options: Resolv
   if (ranges.length === 0) return { type: 'unsatisfiable' }
   if (ranges.length > maxRanges) return { type: 'full' }
   // The ranges stay in request order (RFC 9110 §15.3.7.2); overlap is found on a sorted copy.
-  const sorted = ranges.toSorted((a, b) => a.start - b.start)
+  const sorted = ranges.length === 1 ? ranges : ranges.toSorted((a, b) => a.start - b.start)
   for (let i = 1; i < sorted.length; i++) {
     const previous = sorted[i - 1]
     const current = sorted[i]
