@@ -41,8 +41,14 @@ export function withDeadline(store: Store, options: DeadlineOptions): Store {
         reject(error)
       }, timeoutMs)
     })
-    // A store that throws instead of rejecting still clears the timer (through `finally`).
-    const pending = Promise.resolve().then(() => call(signal ? AbortSignal.any([signal, deadline.signal]) : deadline.signal))
+    let pending: Promise<T>
+    try {
+      pending = call(signal ? AbortSignal.any([signal, deadline.signal]) : deadline.signal)
+    } catch (error) {
+      // A store that throws instead of rejecting: the deadline must not fire later, unobserved.
+      clearTimeout(timer)
+      throw error
+    }
     try {
       return await Promise.race([pending, expired])
     } catch (error) {
