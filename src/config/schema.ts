@@ -136,10 +136,14 @@ const limits = z
   })
   .strict()
 
-const fsStore = z.object({ type: z.literal('fs'), root: z.string().min(1) }).strict()
+/** Other stores holding the same keys, read when this one fails or lacks a key (see `with-fallback.ts`). */
+const fallback = z.preprocess(unset, z.array(z.string().min(1)).optional())
+
+const fsStore = z.object({ type: z.literal('fs'), root: z.string().min(1), fallback }).strict()
 const s3Store = z
   .object({
     type: z.literal('s3'),
+    fallback,
     bucket: z.string().min(3).max(63),
     region: optionalString.default('us-east-1'),
     access_key: optionalString,
@@ -159,6 +163,7 @@ const s3Store = z
 const azureStore = z
   .object({
     type: z.literal('azure'),
+    fallback,
     container: z.string().min(3).max(63),
     connection_string: z.string().min(1),
   })
@@ -168,6 +173,31 @@ const store = z.discriminatedUnion('type', [fsStore, s3Store, azureStore])
 
 /** Store ids appear in URLs as the first path segment. */
 const STORE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
+
+/** Every `fallback` entry names another configured store, and no chain of them comes back: each problem once. */
+function checkFallbacks(stores: Record<string, { fallback?: string[] | undefined }>, ctx: z.RefinementCtx): void {
+  for (const [id, { fallback = [] }] of Object.entries(stores)) {
+    fallback.forEach((other, i) => {
+      if (other === id) ctx.addIssue({ code: 'custom', message: `store "${id}" cannot fall back to itself`, path: [id, 'fallback', i] })
+      else if (!Object.hasOwn(stores, other)) ctx.addIssue({ code: 'custom', message: `unknown store "${other}"`, path: [id, 'fallback', i] })
+    })
+  }
+  const reported = new Set<string>()
+  const walk = (id: string, trail: string[]): void => {
+    const at = trail.indexOf(id)
+    if (at >= 0) {
+      const cycle = trail.slice(at)
+      const name = [...cycle].sort().join('\u0000')
+      if (!reported.has(name)) {
+        reported.add(name)
+        ctx.addIssue({ code: 'custom', message: `fallback cycle: ${[...cycle, id].join(' → ')}`, path: [cycle[0] as string, 'fallback'] })
+      }
+      return
+    }
+    for (const other of stores[id]?.fallback ?? []) if (other !== id && Object.hasOwn(stores, other)) walk(other, [...trail, id])
+  }
+  for (const id of Object.keys(stores)) walk(id, [])
+}
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const
 
@@ -197,9 +227,12 @@ export const configSchema = z
         })
         .strict(),
     ),
-    stores: z.record(z.string().regex(STORE_ID, 'store id must be letters, digits, ".", "_" or "-"'), store).refine((value) => Object.keys(value).length > 0, {
-      message: 'at least one store is required',
-    }),
+    stores: z
+      .record(z.string().regex(STORE_ID, 'store id must be letters, digits, ".", "_" or "-"'), store)
+      .refine((value) => Object.keys(value).length > 0, {
+        message: 'at least one store is required',
+      })
+      .superRefine(checkFallbacks),
   })
   .strict()
 

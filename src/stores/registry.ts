@@ -1,7 +1,9 @@
 import type { Config } from '../config/schema.ts'
 import { createFsStore } from './fs.ts'
 import type { Store } from './types.ts'
+import { type StoreHealthOptions, StoreHealth } from './store-health.ts'
 import { withDeadline } from './with-deadline.ts'
+import { withFallback } from './with-fallback.ts'
 import { type UpstreamMetrics, withMetrics } from './with-metrics.ts'
 
 /**
@@ -65,4 +67,34 @@ export function decorateStore(store: Store, { timeoutMs, telemetry }: StoreDecor
 /** `decorateStore` over every store of a registry, keeping the ids. */
 export function decorateStores(stores: ReadonlyMap<string, Store>, decorations: StoreDecorations): Map<string, Store> {
   return new Map([...stores].map(([id, store]) => [id, decorateStore(store, decorations)]))
+}
+
+/**
+ * The buckets with a `fallback` list wrapped in `withFallback` over the (already decorated)
+ * stores they read from; the others as they are. One `StoreHealth` (breaker, error rate,
+ * latency) per underlying store id, shared by every bucket that reads from it. Fallback lists
+ * are not transitive: a bucket reads from its own store and the stores it lists, no further.
+ *
+ * @example
+ * const { stores, health } = withFallbacks(decorateStores(await createStores(config), decorations), config.stores)
+ */
+export function withFallbacks(
+  stores: ReadonlyMap<string, Store>,
+  configured: Readonly<Record<string, { fallback?: readonly string[] }>>,
+  options: StoreHealthOptions = {},
+): { stores: Map<string, Store>; health: Map<string, StoreHealth> } {
+  const health = new Map<string, StoreHealth>()
+  const member = (id: string) => {
+    const store = stores.get(id)
+    if (!store) throw new Error(`fallback names store "${id}", which is not configured`)
+    let h = health.get(id)
+    if (!h) health.set(id, (h = new StoreHealth(id, options)))
+    return { store, health: h }
+  }
+  const wrapped = new Map<string, Store>()
+  for (const [id, store] of stores) {
+    const fallback = configured[id]?.fallback ?? []
+    wrapped.set(id, fallback.length > 0 ? withFallback(member(id), fallback.map(member)) : store)
+  }
+  return { stores: wrapped, health }
 }

@@ -8,6 +8,11 @@ export interface ObjectMeta {
   /** Strong entity tag including its quotes, e.g. `"9a0364b9e99bb480dd25e1f0284c8555"`. */
   etag?: string
   lastModified?: Date
+  /**
+   * The id of the store that answered, when it is not the bucket's own store (a fallback, see
+   * `with-fallback.ts`); only `X-CG-Status` on a miss reads it.
+   */
+  servedBy?: string
 }
 
 /** Inclusive byte range, already resolved against the object size. */

@@ -52,7 +52,7 @@ export function objectHeaders(meta: ObjectMeta, hit: boolean, principal: Princip
     'Content-Type': meta.contentType,
     'Content-Length': meta.size,
     'Accept-Ranges': 'bytes',
-    'X-CG-Status': hit ? 'hit=1' : 'hit=0',
+    'X-CG-Status': hit ? 'hit=1' : meta.servedBy ? `hit=0; store=${meta.servedBy}` : 'hit=0',
     'X-Content-Type-Options': 'nosniff',
     ...validatorHeaders(meta, principal, nowMs),
   }
