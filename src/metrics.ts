@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { UpstreamErrorKind } from './errors.ts'
 import type { TierStats } from './cache/types.ts'
+import type { StoreHealthSnapshot } from './stores/store-health.ts'
 
 export type CacheResult = 'hit' | 'miss' | 'inflight'
 
@@ -17,6 +18,8 @@ export class Telemetry {
   readonly registry = new Registry()
   readonly #started = Date.now()
   #sources: TelemetrySources = { tiers: () => ({}), inflightFills: () => 0 }
+  /** Stores read through a fallback group (see `with-fallback.ts`), by id. */
+  #storeHealth: () => ReadonlyMap<string, StoreHealthSnapshot> = () => new Map()
   readonly #totals = { authFailures: 0, upstreamOk: 0, upstreamErrors: 0, diskErrors: 0 }
 
   /**
@@ -64,7 +67,40 @@ export class Telemetry {
         this.set(sources().inflightFills())
       },
     })
+    this.#storeHealthGauges()
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'cachegate_' })
+  }
+
+  #storeHealthGauges(): void {
+    const health = () => this.#storeHealth()
+    const gauge = (name: string, help: string, pick: (s: StoreHealthSnapshot) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['store'],
+        registers: [this.registry],
+        collect() {
+          for (const [store, s] of health()) this.set({ store }, pick(s))
+        },
+      })
+    gauge('cachegate_store_breaker_state', 'Circuit breaker per store read through a fallback group: 0 closed, 1 half-open (probing), 2 open', (s) => BREAKER_VALUES[s.breaker])
+    gauge('cachegate_store_error_rate', 'Decaying share of failed reads per store (fallback groups)', (s) => s.errorRate)
+    gauge('cachegate_store_mean_latency_seconds', 'Decaying mean time to headers of successful reads per store (fallback groups)', (s) => s.meanLatencyMs / 1000)
+    new Counter({
+      name: 'cachegate_store_reads_served_total',
+      help: 'Reads answered per store of a fallback group (an object or not found)',
+      labelNames: ['store'],
+      registers: [this.registry],
+      collect() {
+        this.reset()
+        for (const [store, s] of health()) this.inc({ store }, s.served)
+      },
+    })
+  }
+
+  /** The health of the stores read through fallback groups, read at scrape time. */
+  attachStoreHealth(source: () => ReadonlyMap<string, StoreHealthSnapshot>): void {
+    this.#storeHealth = source
   }
 
   attach(sources: TelemetrySources): void {
@@ -117,9 +153,14 @@ export class Telemetry {
       auth_failures: t.authFailures,
       cache: { hits: total(this.#cacheCounts, 'hit'), misses: total(this.#cacheCounts, 'miss'), inflight_joins: total(this.#cacheCounts, 'inflight'), tiers, inflight_fills: this.#sources.inflightFills(), disk_errors: t.diskErrors },
       upstream: { ok: t.upstreamOk, errors: t.upstreamErrors },
+      stores: Object.fromEntries(
+        [...this.#storeHealth()].map(([id, s]) => [id, { breaker: s.breaker, error_rate: s.errorRate, mean_latency_ms: s.meanLatencyMs, served: s.served }]),
+      ),
     }
   }
 }
+
+const BREAKER_VALUES = { closed: 0, 'half-open': 1, open: 2 } as const
 
 /** The sum over every first label of the counts for `b` (or of all counts). */
 function total(counts: Map<string, Map<string | number, number>>, b?: string | number): number {

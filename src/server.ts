@@ -8,7 +8,7 @@ import type { Cache } from './cache/types.ts'
 import type { Config } from './config/schema.ts'
 import { type Logger, createLogger, levelFromEnv } from './log.ts'
 import { Telemetry } from './metrics.ts'
-import { createStores, decorateStores } from './stores/registry.ts'
+import { createStores, decorateStores, withFallbacks } from './stores/registry.ts'
 import type { Store } from './stores/types.ts'
 
 export interface RunningServer {
@@ -101,7 +101,10 @@ export async function startServer(config: Config, options: { logger?: Logger; st
   const reportError = await initSentry(config, logger)
   const telemetry = new Telemetry({ defaultMetrics: true })
   // Every store call gets the upstream deadline and is counted: composed once, here.
-  const stores = decorateStores(options.stores ?? (await createStores(config)), { timeoutMs: config.upstream.timeout_seconds * 1000, telemetry })
+  const decorated = decorateStores(options.stores ?? (await createStores(config)), { timeoutMs: config.upstream.timeout_seconds * 1000, telemetry })
+  // Then buckets with a `fallback` list read through the ranked, breaker-guarded group.
+  const { stores, health } = withFallbacks(decorated, config.stores)
+  telemetry.attachStoreHealth(() => new Map([...health].map(([id, h]) => [id, h.snapshot()])))
   const cache = await createCache(config, logger, telemetry)
   const { handle, metricsHandle } = createApp({ config, stores, cache, logger, telemetry, reportError, objectHooks: options.objectHooks })
 
@@ -153,7 +156,7 @@ export async function startServer(config: Config, options: { logger?: Logger; st
       await new Promise<void>((resolve) => server.close(() => resolve()))
       clearTimeout(timer)
       await metricsClosed
-      await Promise.all([...stores.values()].map((s) => s.close?.().catch(() => {})))
+      await Promise.all([...decorated.values()].map((s) => s.close?.().catch(() => {})))
       await cache.close?.()
       logger.info('stopped')
     })())
