@@ -74,7 +74,8 @@ export class StoreHealth {
 
   get errorRate(): number {
     this.#decay()
-    return this.#calls > 1e-9 ? this.#errors / this.#calls : 0
+    // Over at least one call's weight: a store idle since its failures is forgiven as they fade.
+    return this.#errors / Math.max(1, this.#calls)
   }
 
   get meanLatencyMs(): number {

@@ -31,9 +31,15 @@ export function withFallback(primary: FallbackMember, fallbacks: readonly Fallba
   const members = [primary, ...fallbacks]
   const { id, type } = primary.store
 
-  /** The members, best first. */
+  /**
+   * The members, best first; a store whose breaker is due a probe goes first, or a store ranked
+   * behind a healthy one (its error rate is high) would never get its probe.
+   */
   function ranked(): FallbackMember[] {
-    const scored = members.map((member, index) => ({ member, score: member.health.score(index) }))
+    const scored = members.map((member, index) => {
+      const { breaker } = member.health
+      return { member, score: breaker.state === 'open' && breaker.available ? -1 : member.health.score(index) }
+    })
     return scored.sort((a, b) => a.score - b.score).map((s) => s.member)
   }
 
