@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { Readable } from 'node:stream'
 import { describe, it } from 'node:test'
-import { ConfigError, validateConfig } from '../src/config/load.ts'
+import { ConfigError, configFromFlatEnv, validateConfig } from '../src/config/load.ts'
 import { UpstreamError, type UpstreamErrorKind } from '../src/errors.ts'
 import { CircuitBreaker } from '../src/stores/breaker.ts'
 import { StoreHealth } from '../src/stores/store-health.ts'
@@ -174,6 +174,10 @@ describe('stores.<id>.fallback', () => {
     })
     assert.deepEqual(config.stores.media?.fallback, ['media-eu', 'local'])
     assert.equal(config.stores.local?.fallback, undefined)
+  })
+
+  it('a flat environment variable holds a comma-separated list', () => {
+    assert.deepEqual(configFromFlatEnv({ CACHEGATE__STORES__media__FALLBACK: 'media-eu, local' }), { stores: { media: { fallback: ['media-eu', 'local'] } } })
   })
 
   it('unknown store, the store itself and cycles: start-up fails listing every problem', () => {

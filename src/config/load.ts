@@ -85,6 +85,9 @@ function describeYamlProblem(problem: YAMLError, label: string): string {
  * `CACHEGATE__STORES__media__ENDPOINT=x` → `{ stores: { media: { endpoint: 'x' } } }`.
  * Section and key names are case-insensitive; store ids are kept verbatim. Empty values are unset.
  */
+/** Keys whose flat environment value is a comma-separated list. */
+const LIST_KEYS = new Set(['previous_public_keys', 'fallback'])
+
 export function configFromFlatEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   for (const [name, value] of Object.entries(env)) {
@@ -98,7 +101,7 @@ export function configFromFlatEnv(env: NodeJS.ProcessEnv): Record<string, unknow
       node = (typeof next === 'object' && next !== null ? next : (node[part] = {})) as Record<string, unknown>
     }
     const leaf = path.at(-1)!
-    node[leaf] = leaf === 'previous_public_keys' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value
+    node[leaf] = LIST_KEYS.has(leaf) ? value.split(',').map((s) => s.trim()).filter(Boolean) : value
   }
   return out
 }
