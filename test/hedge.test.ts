@@ -153,7 +153,9 @@ describe('hedged reads', () => {
       // 20 GETs in the minute: at most 0.2 × 20 = 4 hedges; without the budget, 10.
       const hedges = (await stats(gw))?.sent ?? 0
       assert.ok(hedges >= 1 && hedges <= 4, `${hedges} hedges`)
-      assert.equal(proxy.counts.byMethod.GET, 10 + hedges)
+      // A hedge that lost before its request was sent may never reach the proxy.
+      const gets = proxy.counts.byMethod.GET ?? 0
+      assert.ok(gets > 10 && gets <= 10 + hedges, `${gets} upstream GETs for 10 reads and ${hedges} hedges`)
     } finally {
       proxy.configure({})
     }
