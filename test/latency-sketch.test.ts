@@ -1,10 +1,16 @@
 /**
- * The hedging estimate and budget on their own, with an injected clock: no sleeping.
+ * The hedging estimate and budget on their own, with an injected clock (no sleeping), and the
+ * `upstream.hedge_*` settings.
  */
 import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import path from 'node:path'
 import { describe, it } from 'node:test'
+import { parse as parseYaml } from 'yaml'
+import { ConfigError, validateConfig } from '../src/config/load.ts'
 import { HedgeBudget } from '../src/stores/hedge-budget.ts'
 import { LatencySketch } from '../src/stores/latency-sketch.ts'
+import { ROOT } from './helpers/gateway.ts'
 import { prng } from './helpers/prng.ts'
 
 /** True value `exact` reported as `got`: never below it, at most one bucket (5%) above. */
@@ -99,5 +105,30 @@ describe('HedgeBudget', () => {
     assert.equal(budget.tryHedge(), false)
     assert.throws(() => new HedgeBudget(-0.1), TypeError)
     assert.throws(() => new HedgeBudget(1.5), TypeError)
+  })
+})
+
+describe('upstream.hedge_* config', () => {
+  const base = { auth: { bearer_token: 'test-bearer-token-0123456789' }, stores: { local: { type: 'fs', root: '/tmp' } } }
+
+  it('has the defaults documented (commented out) in config.example.yaml', async () => {
+    const text = await readFile(path.join(ROOT, 'config.example.yaml'), 'utf8')
+    const block = text.slice(text.indexOf('# upstream:')).split('\n\n')[0]!.replace(/^# ?/gm, '')
+    const documented = validateConfig({ ...base, ...parseYaml(block) }).upstream
+    assert.deepEqual(documented, validateConfig(base).upstream)
+    assert.deepEqual(documented, { timeout_seconds: 30, hedge_quantile: 0.99, hedge_min_samples: 100, hedge_max_ratio: 0.05 })
+  })
+
+  it('refuses a quantile outside [0, 1), a ratio outside [0, 1] and fractional or zero min samples, listing each', () => {
+    for (const [upstream, keys] of [
+      [{ hedge_quantile: 1, hedge_max_ratio: -0.1, hedge_min_samples: 1.5 }, ['hedge_quantile', 'hedge_max_ratio', 'hedge_min_samples']],
+      [{ hedge_quantile: -0.5, hedge_max_ratio: 2, hedge_min_samples: 0 }, ['hedge_quantile', 'hedge_max_ratio', 'hedge_min_samples']],
+    ] as const) {
+      assert.throws(
+        () => validateConfig({ ...base, upstream }),
+        (error: unknown) => error instanceof ConfigError && keys.every((key) => error.problems.some((p) => p.includes(key))),
+      )
+    }
+    assert.equal(validateConfig({ ...base, upstream: { hedge_quantile: 0 } }).upstream.hedge_quantile, 0)
   })
 })
