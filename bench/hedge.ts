@@ -9,7 +9,7 @@
  * the same warm-up for both). Reports client latency p50 / p99 / p99.9 and the upstream GETs
  * each run cost. Writes the "hedge" section of bench/RESULTS.md.
  *
- *   npm run bench:hedge [-- --requests 2000 --concurrency 16 --no-write]
+ *   npm run bench:hedge [-- --requests 2000 --concurrency 16 --quantile 0.99 --no-write]
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -29,6 +29,8 @@ const { values: flags } = parseArgs({
   options: {
     requests: { type: 'string', default: '2000' },
     concurrency: { type: 'string', default: '16' },
+    /** `upstream.hedge_quantile` of the hedging run (default: the gateway's default, 0.99). */
+    quantile: { type: 'string' },
     'no-write': { type: 'boolean', default: false },
   },
 })
@@ -107,7 +109,7 @@ async function main(): Promise<void> {
     const warmKeys = keys.slice(0, WARM_UP)
     const measuredKeys = keys.slice(WARM_UP)
     const store = { type: 's3', bucket: s3.bucket, endpoint: proxy.url, allow_http: true, access_key: S3RVER_ACCESS_KEY, secret_key: S3RVER_SECRET_KEY }
-    const config = (upstream: Record<string, unknown>) => ({ listen: '127.0.0.1:0', auth: { bearer_token: BEARER }, log: { level: 'warn' }, upstream, stores: { bench: store } })
+    const config = (upstream: Record<string, unknown>) => ({ listen: '127.0.0.1:0', auth: { bearer_token: BEARER }, log: { level: 'info' }, upstream, stores: { bench: store } })
     let delayed = 0
     proxy.configure({
       delayFor: ({ method, index }) => {
@@ -116,10 +118,13 @@ async function main(): Promise<void> {
         return SLOW_MS
       },
     })
-    for (const [label, upstream] of [
+    const variants: [string, Record<string, unknown>][] = [
       ['hedging off (`hedge_quantile: 0`)', { hedge_quantile: 0 }],
-      ['hedging on (defaults: p99, 100 samples, 5% budget)', {}],
-    ] as const) {
+      flags.quantile === undefined
+        ? ['hedging on (defaults: p99, 100 samples, 5% budget)', {}]
+        : [`hedging on (\`hedge_quantile: ${flags.quantile}\`, 100 samples, 5% budget)`, { hedge_quantile: Number(flags.quantile) }],
+    ]
+    for (const [label, upstream] of variants) {
       const gw = await startGateway(`gateway-${runs.length}`, path.join(dir, `gw-${runs.length}`), config(upstream))
       proxy.reset()
       await readAll(gw, warmKeys)
@@ -131,7 +136,7 @@ async function main(): Promise<void> {
       const stats = (await (await fetch(`${gw.url}/stats`)).json()) as { upstream: { hedges: Record<string, Run['hedges']> } }
       const run: Run = { label, ms: ms.sort((a, b) => a - b), upstreamGets: proxy.counts.byMethod.GET ?? 0, delayed, hedges: stats.upstream.hedges.bench, wallMs }
       runs.push(run)
-      log(`  ${label}: p50 ${fixed(percentile(run.ms, 0.5), 1)} ms, p99 ${fixed(percentile(run.ms, 0.99), 1)} ms, p99.9 ${fixed(percentile(run.ms, 0.999), 1)} ms; ${run.upstreamGets} upstream GETs (${delayed} delayed); hedges ${JSON.stringify(run.hedges)}`)
+      log(`  ${label}: p50 ${fixed(percentile(run.ms, 0.5), 1)} ms, p99 ${fixed(percentile(run.ms, 0.99), 1)} ms, p99.9 ${fixed(percentile(run.ms, 0.999), 1)} ms (p95 ${fixed(percentile(run.ms, 0.95), 1)}, p97 ${fixed(percentile(run.ms, 0.97), 1)}, p98 ${fixed(percentile(run.ms, 0.98), 1)}); ${run.upstreamGets} upstream GETs (${delayed} delayed); hedges ${JSON.stringify(run.hedges)}`)
       await gw.child.stop()
     }
   } finally {
