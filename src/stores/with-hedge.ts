@@ -126,8 +126,14 @@ export function withHedge(store: Store, options: HedgeOptions): Store {
       start(store, false)
       timer = setTimeout(() => {
         if (settled || opts.signal?.aborted || !budget.tryHedge()) return
+        let target: Store
+        try {
+          target = hedgeTo()
+        } catch {
+          return // No store to hedge to (e.g. every other one is down): the first attempt goes on.
+        }
         telemetry?.hedgeSent(id)
-        start(hedgeTo(), true)
+        start(target, true)
       }, delayMs)
     })
   }
