@@ -40,9 +40,15 @@ interface Attempt {
   pending: Promise<Answer>
 }
 
-/** An answer nobody will read: release its body (and its socket). */
+/**
+ * An answer nobody will read: release its body (and its socket). Its signal was aborted, so
+ * the body may already be failing with an AbortError (a stream made with an aborted signal
+ * errors on the next tick): that error has no reader and must not become uncaught.
+ */
 function discard(late: Answer): void {
-  if (late && 'body' in late) late.body.destroy()
+  if (!late || !('body' in late)) return
+  late.body.on('error', () => {})
+  late.body.destroy()
 }
 
 /**
