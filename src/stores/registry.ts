@@ -48,7 +48,7 @@ export interface StoreDecorations {
   /** `upstream.timeout_seconds` in ms (see `with-deadline.ts`). */
   timeoutMs: number
   /** Counts and times every store call (see `with-metrics.ts`); omit to leave calls uncounted. */
-  telemetry?: UpstreamMetrics & Partial<HedgeMetrics>
+  telemetry?: UpstreamMetrics & HedgeMetrics
   /** `upstream.hedge_*` (see `with-hedge.ts`); omit or quantile 0: no hedging. */
   hedge?: { quantile: number; minSamples: number; maxRatio: number }
 }
@@ -67,15 +67,9 @@ export interface StoreDecorations {
  * const store = decorateStore(createFsStore({ id: 'local', root }), { timeoutMs: 30_000, telemetry })
  */
 export function decorateStore(store: Store, { timeoutMs, telemetry, hedge }: StoreDecorations): Store {
-  const hedged = hedge && hedge.quantile > 0 ? withHedge(store, { ...hedge, telemetry: hedgeMetrics(telemetry) }) : store
+  const hedged = hedge && hedge.quantile > 0 ? withHedge(store, { ...hedge, telemetry }) : store
   const timed = withDeadline(hedged, { timeoutMs })
   return telemetry ? withMetrics(timed, telemetry) : timed
-}
-
-function hedgeMetrics(telemetry: Partial<HedgeMetrics> | undefined): HedgeMetrics | undefined {
-  const { hedgeSent, hedgeWon, hedgeThreshold } = telemetry ?? {}
-  if (!(hedgeSent && hedgeWon && hedgeThreshold)) return undefined
-  return { hedgeSent: hedgeSent.bind(telemetry), hedgeWon: hedgeWon.bind(telemetry), hedgeThreshold: hedgeThreshold.bind(telemetry) }
 }
 
 /** `decorateStore` over every store of a registry, keeping the ids. */
