@@ -40,6 +40,9 @@ export class Telemetry {
   })
   readonly #diskErrors = new Counter({ name: 'cachegate_cache_disk_errors_total', help: 'Disk tier I/O errors (the tier degrades, requests still succeed)', labelNames: ['op'], registers: [this.registry] })
 
+  /** Hedged GETs per store (see `stores/with-hedge.ts`), read at scrape time like the request counts. */
+  readonly #hedges = new Map<string, { sent: number; won: number; thresholdMs: number | undefined }>()
+
   readonly #connectionsCut = new Counter({ name: 'cachegate_connections_cut_total', help: 'Connections refused or cut by limits (max_connections, slow_upload)', labelNames: ['reason'], registers: [this.registry] })
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -68,6 +71,7 @@ export class Telemetry {
       },
     })
     this.#storeHealthGauges()
+    this.#registerHedgeMetrics()
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'cachegate_' })
   }
 
@@ -136,6 +140,52 @@ export class Telemetry {
     this.#upstreamErrors.inc({ store, kind })
   }
 
+  hedgeSent(store: string): void {
+    this.#hedge(store).sent++
+  }
+
+  hedgeWon(store: string): void {
+    this.#hedge(store).won++
+  }
+
+  hedgeThreshold(store: string, ms: number | undefined): void {
+    this.#hedge(store).thresholdMs = ms
+  }
+
+  #hedge(store: string) {
+    let counts = this.#hedges.get(store)
+    if (!counts) this.#hedges.set(store, (counts = { sent: 0, won: 0, thresholdMs: undefined }))
+    return counts
+  }
+
+  #registerHedgeMetrics(): void {
+    const hedges = this.#hedges
+    const registers = [this.registry]
+    const counter = (name: string, help: string, pick: 'sent' | 'won') =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['store'],
+        registers,
+        collect() {
+          this.reset()
+          for (const [store, counts] of hedges) this.inc({ store }, counts[pick])
+        },
+      })
+    counter('cachegate_upstream_hedges_total', 'Hedged GETs sent (a second GET for one that was slow to answer)', 'sent')
+    counter('cachegate_upstream_hedges_won_total', 'Hedged GETs that answered before the GET they hedged', 'won')
+    new Gauge({
+      name: 'cachegate_upstream_hedge_threshold_seconds',
+      help: 'Time without response headers after which a GET is hedged (absent until learned)',
+      labelNames: ['store'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [store, { thresholdMs }] of hedges) if (thresholdMs !== undefined) this.set({ store }, thresholdMs / 1000)
+      },
+    })
+  }
+
   diskError(op: string): void {
     this.#totals.diskErrors++
     this.#diskErrors.inc({ op })
@@ -152,7 +202,11 @@ export class Telemetry {
       requests: total(this.#requestCounts),
       auth_failures: t.authFailures,
       cache: { hits: total(this.#cacheCounts, 'hit'), misses: total(this.#cacheCounts, 'miss'), inflight_joins: total(this.#cacheCounts, 'inflight'), tiers, inflight_fills: this.#sources.inflightFills(), disk_errors: t.diskErrors },
-      upstream: { ok: t.upstreamOk, errors: t.upstreamErrors },
+      upstream: {
+        ok: t.upstreamOk,
+        errors: t.upstreamErrors,
+        hedges: Object.fromEntries([...this.#hedges].map(([store, h]) => [store, { sent: h.sent, won: h.won, threshold_ms: h.thresholdMs ?? null }])),
+      },
       stores: Object.fromEntries(
         [...this.#storeHealth()].map(([id, s]) => [id, { breaker: s.breaker, error_rate: s.errorRate, mean_latency_ms: s.meanLatencyMs, served: s.served }]),
       ),

@@ -100,8 +100,10 @@ export async function startServer(config: Config, options: { logger?: Logger; st
   const logger = options.logger ?? createLogger(levelFromEnv(config.log.level))
   const reportError = await initSentry(config, logger)
   const telemetry = new Telemetry({ defaultMetrics: true })
-  // Every store call gets the upstream deadline and is counted: composed once, here.
-  const decorated = decorateStores(options.stores ?? (await createStores(config)), { timeoutMs: config.upstream.timeout_seconds * 1000, telemetry })
+  // Every store call gets the upstream deadline, hedging and is counted: composed once, here.
+  const { timeout_seconds, hedge_quantile, hedge_min_samples, hedge_max_ratio } = config.upstream
+  const hedge = { quantile: hedge_quantile, minSamples: hedge_min_samples, maxRatio: hedge_max_ratio }
+  const decorated = decorateStores(options.stores ?? (await createStores(config)), { timeoutMs: timeout_seconds * 1000, telemetry, hedge })
   // Then buckets with a `fallback` list read through the ranked, breaker-guarded group.
   const { stores, health } = withFallbacks(decorated, config.stores)
   telemetry.attachStoreHealth(() => new Map([...health].map(([id, h]) => [id, h.snapshot()])))

@@ -309,13 +309,15 @@ function setupSkipsDown(name: string): boolean {
 
 /**
  * Runs the suite on `name` as it is, and once more wrapped in the start-up decorators
- * (deadline and metrics, `registry.decorateStore`): a wrapper must be invisible to callers.
+ * (deadline, hedging and metrics, `registry.decorateStore`): a wrapper must be invisible to
+ * callers. Hedging here is as eager as it can be (the median, from the first sample, no
+ * budget), so many GETs race two attempts.
  */
 function describeStoreAndDecorated(name: string, setup: () => Promise<StoreFixture>): void {
   describeStore(name, setup)
-  describeStore(`${name} + deadline + metrics`, async () => {
+  describeStore(`${name} + deadline + hedging + metrics`, async () => {
     const fixture = await setup()
-    const decorations = { timeoutMs: 20_000, telemetry: new Telemetry() }
+    const decorations = { timeoutMs: 20_000, telemetry: new Telemetry(), hedge: { quantile: 0.5, minSamples: 1, maxRatio: 1 } }
     const { down } = fixture
     return { ...fixture, store: decorateStore(fixture.store, decorations), down: down && (() => decorateStore(down(), decorations)) }
   })

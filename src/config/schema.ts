@@ -214,6 +214,12 @@ export const configSchema = z
         .object({
           /** Seconds a store may take to answer, or stay silent mid-body, before a 504. */
           timeout_seconds: number.pipe(z.number().positive().max(3600)).default(30),
+          /** Hedge a GET with no headers after this quantile of recent times to headers; 0: off. */
+          hedge_quantile: number.pipe(z.number().min(0).lt(1, 'must be below 1 (0 turns hedging off)')).default(0.99),
+          /** Times to headers a store must have answered before its GETs are hedged. */
+          hedge_min_samples: number.pipe(z.number().int().min(1)).default(100),
+          /** At most this fraction of a store's GETs over a sliding minute are hedged. */
+          hedge_max_ratio: number.pipe(z.number().min(0).max(1)).default(0.05),
         })
         .strict(),
     ),

@@ -4,6 +4,7 @@ import type { Store } from './types.ts'
 import { type StoreHealthOptions, StoreHealth } from './store-health.ts'
 import { withDeadline } from './with-deadline.ts'
 import { withFallback } from './with-fallback.ts'
+import { type HedgeMetrics, withHedge } from './with-hedge.ts'
 import { type UpstreamMetrics, withMetrics } from './with-metrics.ts'
 
 /**
@@ -49,18 +50,27 @@ export interface StoreDecorations {
   /** `upstream.timeout_seconds` in ms (see `with-deadline.ts`). */
   timeoutMs: number
   /** Counts and times every store call (see `with-metrics.ts`); omit to leave calls uncounted. */
-  telemetry?: UpstreamMetrics
+  telemetry?: UpstreamMetrics & HedgeMetrics
+  /** `upstream.hedge_*` (see `with-hedge.ts`); omit or quantile 0: no hedging. */
+  hedge?: { quantile: number; minSamples: number; maxRatio: number }
 }
 
 /**
- * Wraps a store once, at start-up: the deadline inside, metrics outside it, so a call cut by
- * the deadline is counted as kind `timeout` with the time it took.
+ * Wraps a store once, at start-up: `withMetrics(withDeadline(withHedge(store)))`.
+ * - Hedging innermost, so the deadline bounds the whole call as the client sees it:
+ *   `upstream.timeout_seconds` keeps meaning "the client waits this long for a store", a
+ *   hedge sent at the threshold gets what is left of it, and the deadline's abort reaches
+ *   both attempts through the caller's signal. The deadline's body watch is on the winner.
+ * - Metrics outside the deadline, so a call cut by it is counted as kind `timeout` with the
+ *   time it took, and a hedged GET is counted once, as the client saw it (hedges have their
+ *   own counters).
  *
  * @example
  * const store = decorateStore(createFsStore({ id: 'local', root }), { timeoutMs: 30_000, telemetry })
  */
-export function decorateStore(store: Store, { timeoutMs, telemetry }: StoreDecorations): Store {
-  const timed = withDeadline(store, { timeoutMs })
+export function decorateStore(store: Store, { timeoutMs, telemetry, hedge }: StoreDecorations): Store {
+  const hedged = hedge && hedge.quantile > 0 ? withHedge(store, { ...hedge, telemetry }) : store
+  const timed = withDeadline(hedged, { timeoutMs })
   return telemetry ? withMetrics(timed, telemetry) : timed
 }
 

@@ -15,7 +15,7 @@ export interface ProxyCounts {
   byMethod: Record<string, number>
   /** Response body bytes sent back to the client (headers excluded). */
   responseBytes: number
-  /** Responses the client (the gateway) closed before they were complete. */
+  /** Responses the client (the gateway) closed before they were complete (or while delayed). */
   closedEarly: number
 }
 
@@ -23,6 +23,11 @@ export interface ProxyCounts {
 export interface ProxyFaults {
   /** Wait this long before forwarding each request (or before failing it). */
   delayMs?: number
+  /**
+   * Per request: its delay in ms (undefined: `delayMs`). `index` counts the requests of this
+   * method since `reset()` from 0, e.g. `({ method, index }) => (method === 'GET' && index % 50 === 49 ? 500 : 0)`.
+   */
+  delayFor?: (request: { method: string; path: string; index: number }) => number | undefined
   /** Cap the response body rate (per response), e.g. to keep a download in flight. */
   bytesPerSecond?: number
   /** Answer with this status and an S3/Azure-style XML error instead of forwarding. */
@@ -80,10 +85,18 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
   const server = createServer(async (req, res) => {
     const method = req.method ?? 'GET'
     counts.requests += 1
-    counts.byMethod[method] = (counts.byMethod[method] ?? 0) + 1
+    const index = counts.byMethod[method] ?? 0
+    counts.byMethod[method] = index + 1
     // Snapshot: a configure() while this request waits must not change its fate half-way.
-    const { delayMs, bytesPerSecond, failStatus } = faults
-    if (delayMs) await sleep(delayMs)
+    const { bytesPerSecond, failStatus } = faults
+    const delayMs = faults.delayFor?.({ method, path: req.url ?? '/', index }) ?? faults.delayMs
+    if (delayMs) {
+      // Counted as soon as the client gives up, not when the delay ends.
+      const closedWhileDelayed = () => counts.closedEarly++
+      res.once('close', closedWhileDelayed)
+      await sleep(delayMs)
+      res.off('close', closedWhileDelayed)
+    }
     // The client gave up while we waited: like a real upstream, never see the request.
     if (res.destroyed) return
     if (failStatus !== undefined) {
