@@ -50,6 +50,17 @@ async function warmUp(store: Store): Promise<void> {
 }
 
 describe('withHedge', () => {
+  it('an attempt whose body fails before its first byte does not win: the other attempt is used', async () => {
+    const failingBody = () =>
+      new Promise<GetResult>((resolve) =>
+        setTimeout(() => resolve({ meta, body: new Readable({ read() { this.destroy(new Error('reset before the first byte')) } }) }), 20),
+      )
+    const raw = scripted((call) => (call === 0 ? failingBody() : answer('hedge', 60)))
+    const store = hedged(raw)
+    await warmUp(store)
+    assert.equal(await body(await store.get('k')), 'hedge')
+  })
+
   it('the hedge wins a stalled GET; the stalled one is aborted with HedgeLostError', async () => {
     const counts = { sent: 0, won: 0 }
     const raw = scripted((call) => (call === 0 ? new Promise(() => {}) : answer('hedge', 5)))

@@ -1,3 +1,4 @@
+import { whenReadable } from '../streams.ts'
 import { HedgeBudget } from './hedge-budget.ts'
 import { LatencySketch } from './latency-sketch.ts'
 import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, Store } from './types.ts'
@@ -54,12 +55,13 @@ function discard(late: Answer): void {
 /**
  * A store whose GETs are hedged (Dean & Barroso, "The Tail at Scale", CACM 2013): a GET with
  * no response headers after the `quantile` of this store's recent times to headers gets one
- * more identical GET; the first to answer (an object, a 404 or a 304) wins and the other is
- * aborted through its own signal. A failed attempt is not an answer while the other is still
- * pending. HEAD and PUT pass through. With `quantile` 0 the store is returned as it is.
+ * more identical GET; the first to answer (a 404, a 304, or an object whose first body byte
+ * has arrived) wins and the other is aborted through its own signal. A failed attempt, or one
+ * whose body fails before its first byte, is not an answer while the other is still pending.
+ * HEAD and PUT pass through. With `quantile` 0 the store is returned as it is.
  *
- * A winner whose body fails mid-read is not replaced by the other attempt (already aborted):
- * the caller sees the failure, as without hedging.
+ * A winner whose body fails after its first byte is not replaced by the other attempt (already
+ * aborted; bytes may have reached a client): the caller sees the failure, as without hedging.
  *
  * @example
  * const store = withHedge(createS3Store({ ... }), { quantile: 0.99, minSamples: 100, maxRatio: 0.05, telemetry })
@@ -107,26 +109,36 @@ export function withHedge(store: Store, options: HedgeOptions): Store {
       const start = (target: Store, hedge: boolean) => {
         const current = attempt(target, key, opts)
         attempts.push(current)
-        current.pending.then(
-          (answer) => {
-            if (settled) return discard(answer)
-            settled = true
-            clearTimeout(timer)
-            sketch.record(now() - current.started)
-            if (hedge) telemetry?.hedgeWon(id)
-            for (const other of attempts) if (other !== current) other.controller.abort(new HedgeLostError(`store ${id}: the other GET answered first`))
-            resolve(answer)
-          },
-          (error: unknown) => {
-            if (settled) return
-            if (failed++ === 0) firstError = error
-            // Still waiting for the other attempt (or about to send one): not over yet.
-            if (failed < attempts.length) return
-            settled = true
-            clearTimeout(timer)
-            reject(firstError)
-          },
-        )
+        const win = (answer: Answer) => {
+          if (settled) return discard(answer)
+          settled = true
+          clearTimeout(timer)
+          sketch.record(now() - current.started)
+          if (hedge) telemetry?.hedgeWon(id)
+          for (const other of attempts) if (other !== current) other.controller.abort(new HedgeLostError(`store ${id}: the other GET answered first`))
+          resolve(answer)
+        }
+        const fail = (error: unknown) => {
+          if (settled) return
+          if (failed++ === 0) firstError = error
+          // Still waiting for the other attempt (or about to send one): not over yet.
+          if (failed < attempts.length) return
+          settled = true
+          clearTimeout(timer)
+          reject(firstError)
+        }
+        current.pending.then((answer) => {
+          if (settled || !answer || !('body' in answer)) return win(answer)
+          // An attempt wins with its first body byte (or its end), not its headers: one whose
+          // body fails before any byte has sent nothing to anyone, so the other is still used.
+          whenReadable(answer.body).then(
+            () => win(answer),
+            (error: unknown) => {
+              discard(answer)
+              fail(error)
+            },
+          )
+        }, fail)
       }
 
       start(store, false)
