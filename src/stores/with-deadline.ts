@@ -84,7 +84,8 @@ export function withDeadline(store: Store, options: DeadlineOptions): Store {
       opts.op ?? 'get',
       opts.signal,
       (signal) => store.get(key, { ...opts, signal } as ConditionalGetOptions),
-      (late) => late && 'body' in late && late.body.destroy(),
+      // Its signal was aborted: the body may already be failing with an AbortError nobody reads.
+      (late) => late && 'body' in late && late.body.on('error', () => {}).destroy(),
     )
     if (got === null || 'notModified' in got) return got
     return { ...got, body: watched(got.body) }
