@@ -196,4 +196,17 @@ describe('stores.<id>.fallback', () => {
     assert.match(text, /fallback cycle: d → e → f → d/)
     assert.equal(text.match(/fallback cycle/g)?.length, 2, 'each cycle once')
   })
+
+  // The timeout is a guard against a walk that never ends, not a performance figure.
+  it('a store listed twice is refused; 60 stores that each list every later one are checked', { timeout: 30_000 }, () => {
+    assert.throws(() => validateConfig({ ...base, stores: { a: fs(['b', 'b']), b: fs([]) } }), (error: unknown) => {
+      assert.ok(error instanceof ConfigError)
+      assert.match(error.problems.join('\n'), /stores\.a\.fallback\.1: store "b" is listed twice/)
+      return true
+    })
+    // A walk of every path is exponential here (2^59 paths); a visit of each store once is not.
+    const ids = Array.from({ length: 60 }, (_, i) => `s${i}`)
+    const stores = Object.fromEntries(ids.map((id, i) => [id, fs(ids.slice(i + 1))]))
+    assert.equal(Object.keys(validateConfig({ ...base, stores }).stores).length, 60)
+  })
 })

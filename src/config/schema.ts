@@ -178,25 +178,29 @@ const STORE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
 function checkFallbacks(stores: Record<string, { fallback?: string[] | undefined }>, ctx: z.RefinementCtx): void {
   for (const [id, { fallback = [] }] of Object.entries(stores)) {
     fallback.forEach((other, i) => {
-      if (other === id) ctx.addIssue({ code: 'custom', message: `store "${id}" cannot fall back to itself`, path: [id, 'fallback', i] })
+      if (fallback.indexOf(other) !== i) ctx.addIssue({ code: 'custom', message: `store "${other}" is listed twice`, path: [id, 'fallback', i] })
+      else if (other === id) ctx.addIssue({ code: 'custom', message: `store "${id}" cannot fall back to itself`, path: [id, 'fallback', i] })
       else if (!Object.hasOwn(stores, other)) ctx.addIssue({ code: 'custom', message: `unknown store "${other}"`, path: [id, 'fallback', i] })
     })
   }
-  const reported = new Set<string>()
-  const walk = (id: string, trail: string[]): void => {
-    const at = trail.indexOf(id)
-    if (at >= 0) {
-      const cycle = trail.slice(at)
-      const name = [...cycle].sort().join('\u0000')
-      if (!reported.has(name)) {
-        reported.add(name)
-        ctx.addIssue({ code: 'custom', message: `fallback cycle: ${[...cycle, id].join(' → ')}`, path: [cycle[0] as string, 'fallback'] })
-      }
-      return
+  // Depth-first, each store visited once (linear in stores and entries): reaching a store still
+  // on the current path closes a cycle, reported as that part of the path.
+  const state = new Map<string, 'on-path' | 'done'>()
+  const path: string[] = []
+  const visit = (id: string): void => {
+    state.set(id, 'on-path')
+    path.push(id)
+    for (const other of new Set(stores[id]?.fallback ?? [])) {
+      if (other === id || !Object.hasOwn(stores, other)) continue
+      if (state.get(other) === 'on-path') {
+        const cycle = path.slice(path.indexOf(other))
+        ctx.addIssue({ code: 'custom', message: `fallback cycle: ${[...cycle, other].join(' → ')}`, path: [other, 'fallback'] })
+      } else if (!state.has(other)) visit(other)
     }
-    for (const other of stores[id]?.fallback ?? []) if (other !== id && Object.hasOwn(stores, other)) walk(other, [...trail, id])
+    path.pop()
+    state.set(id, 'done')
   }
-  for (const id of Object.keys(stores)) walk(id, [])
+  for (const id of Object.keys(stores)) if (!state.has(id)) visit(id)
 }
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const
