@@ -41,6 +41,43 @@ function scripted(id: string) {
   return { store, calls, set: (answer: typeof next) => void (next = answer) }
 }
 
+describe('withFallback: one read, one store', () => {
+  it('a GET that names the store which answered for the version asks that store first', async () => {
+    const a = scripted('media')
+    const b = scripted('media-eu')
+    const store = withFallback({ store: a.store, health: new StoreHealth('media') }, [{ store: b.store, health: new StoreHealth('media-eu') }])
+    const got = await store.get('k', { prefer: 'media-eu' })
+    assert.equal(got?.meta.servedBy, 'media-eu')
+    assert.deepEqual(a.calls, [], 'the top-ranked primary was not asked')
+    assert.equal((await store.get('k', { prefer: 'media' }))?.meta.servedBy, undefined)
+  })
+
+  it('a body that fails mid-read counts against its store: five in a row open its breaker', async () => {
+    const failing: Store = {
+      id: 'media',
+      type: 'fake',
+      head: async () => null,
+      get: (async () => ({
+        meta: { size: 2, contentType: 'text/plain', etag: '"m"' },
+        body: new Readable({
+          read() {
+            this.destroy(new Error('connection reset mid-body'))
+          },
+        }),
+      })) as Store['get'],
+      put: async () => ({ size: 0, contentType: 'text/plain' }),
+    }
+    const health = new StoreHealth('media')
+    const store = withFallback({ store: failing, health }, [{ store: scripted('media-eu').store, health: new StoreHealth('media-eu') }])
+    for (let i = 0; i < 5; i++) {
+      const got = await store.get('k', { prefer: 'media' })
+      assert.equal(got?.meta.servedBy, undefined)
+      await assert.rejects(got!.body.toArray(), /reset mid-body/)
+    }
+    assert.equal(health.breaker.state, 'open')
+  })
+})
+
 describe('CircuitBreaker', () => {
   it('opens after 5 consecutive failures, lets one probe through after the cooldown, closes on its success', () => {
     const c = clock()

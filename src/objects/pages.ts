@@ -63,7 +63,8 @@ export function createPager(options: PagerOptions) {
   /** Starts a page's upstream GET; resolves once its headers are checked, with the fill. */
   async function fetchPage(store: Store, key: string, ck: string, meta: ObjectMeta, index: number): Promise<{ fill: Fill; filled: Promise<Bytes> }> {
     const range = pageRange(meta, index)
-    const got = await store.get(key, { range, op: 'get-page' })
+    // Pages of one version come from the store that answered for it (fallback stores differ in ETags).
+    const got = await store.get(key, { range, op: 'get-page', prefer: meta.servedBy ?? store.id })
     const length = range.end - range.start + 1
     if (!got || !sameVersion(got.meta, meta) || got.range?.start !== range.start || got.range.end !== range.end) {
       got?.body.destroy()

@@ -104,7 +104,7 @@ export function createReadPath(options: ReadPathOptions) {
 
   /** A GET of `key` (or of one range of it) that fails unless the store still has version `meta`. */
   async function readVersion(store: Store, key: string, meta: ObjectMeta, range?: ByteRange): Promise<Readable> {
-    const got = await store.get(key, { range })
+    const got = await store.get(key, { range, prefer: meta.servedBy ?? store.id })
     if (!got || !sameVersion(got.meta, meta)) {
       got?.body.destroy()
       // Forget the old version's size, or every later ranged read would fail the same way.

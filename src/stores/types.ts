@@ -36,6 +36,12 @@ export interface GetOptions {
    * metrics decorator reads it (see `with-metrics.ts`).
    */
   op?: string
+  /**
+   * The id of the store that answered for this object's version (`ObjectMeta.servedBy`): a
+   * bucket with fallback stores asks that one first, so the pages and ranges of one read come
+   * from one store (stores of different types give one object different ETags).
+   */
+  prefer?: string
 }
 
 /** A GET that the store answers without a body when its current version is `ifNoneMatch`. */

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream'
 import { UpstreamError, type UpstreamErrorKind } from '../errors.ts'
 import type { StoreHealth } from './store-health.ts'
 import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, ObjectMeta, Store } from './types.ts'
@@ -35,16 +36,18 @@ export function withFallback(primary: FallbackMember, fallbacks: readonly Fallba
    * The members, best first; a store whose breaker is due a probe goes first, or a store ranked
    * behind a healthy one (its error rate is high) would never get its probe.
    */
-  function ranked(): FallbackMember[] {
+  function ranked(prefer?: string): FallbackMember[] {
     const scored = members.map((member, index) => {
       const { breaker } = member.health
+      // The store that answered for this version comes first (its breaker still decides).
+      if (prefer !== undefined && member.store.id === prefer) return { member, score: -2 }
       return { member, score: breaker.state === 'open' && breaker.available ? -1 : member.health.score(index) }
     })
     return scored.sort((a, b) => a.score - b.score).map((s) => s.member)
   }
 
   /** `call` on each store in rank order until one has the object; see the factory's comment. */
-  async function read<T extends object>(signal: AbortSignal | undefined, call: (store: Store) => Promise<T | null>, mark: (answer: T, by: string) => T): Promise<T | null> {
+  async function read<T extends object>(signal: AbortSignal | undefined, prefer: string | undefined, call: (store: Store) => Promise<T | null>, mark: (answer: T, by: string) => T): Promise<T | null> {
     const errors: UpstreamError[] = []
     const skipped: FallbackMember[] = []
     let missing = false
@@ -52,7 +55,11 @@ export function withFallback(primary: FallbackMember, fallbacks: readonly Fallba
       const started = performance.now()
       try {
         const answer = await call(member.store)
-        member.health.ok(performance.now() - started)
+        const latencyMs = performance.now() - started
+        // A GET succeeds with its body's end: a body that fails mid-read (a reset, a stall) is
+        // the store's failure too, and one a client abandoned says nothing either way.
+        if (answer !== null && 'body' in answer) settleWithBody(answer.body as Readable, member, latencyMs)
+        else member.health.ok(latencyMs)
         if (answer === null) {
           missing = true
           return undefined
@@ -67,7 +74,7 @@ export function withFallback(primary: FallbackMember, fallbacks: readonly Fallba
         return undefined
       }
     }
-    for (const member of ranked()) {
+    for (const member of ranked(prefer)) {
       if (!member.health.breaker.tryAcquire()) {
         skipped.push(member)
         continue
@@ -87,7 +94,7 @@ export function withFallback(primary: FallbackMember, fallbacks: readonly Fallba
   }
 
   function head(key: string, opts?: { signal?: AbortSignal }): Promise<ObjectMeta | null> {
-    return read(opts?.signal, (store) => store.head(key, opts), (meta, servedBy) => ({ ...meta, servedBy }))
+    return read(opts?.signal, undefined, (store) => store.head(key, opts), (meta, servedBy) => ({ ...meta, servedBy }))
   }
 
   function get(key: string, opts: ConditionalGetOptions): Promise<GetResult | NotModified | null>
@@ -95,6 +102,7 @@ export function withFallback(primary: FallbackMember, fallbacks: readonly Fallba
   function get(key: string, opts?: GetOptions & { ifNoneMatch?: string }): Promise<GetResult | NotModified | null> {
     return read<GetResult | NotModified>(
       opts?.signal,
+      opts?.prefer,
       (store) => store.get(key, opts as ConditionalGetOptions),
       (got, servedBy) => ('meta' in got ? { ...got, meta: { ...got.meta, servedBy } } : got),
     )
@@ -102,6 +110,27 @@ export function withFallback(primary: FallbackMember, fallbacks: readonly Fallba
 
   // Every store of the group is closed by whoever owns it (the registry closes each once).
   return { id, type, head, get, put: (key, body, opts) => primary.store.put(key, body, opts) }
+}
+
+function settleWithBody(body: Readable, member: FallbackMember, latencyMs: number): void {
+  let settled = false
+  body.once('end', () => {
+    settled = true
+    member.health.ok(latencyMs)
+  })
+  body.once('error', (error) => {
+    settled = true
+    member.health.failed(failsStore(error))
+  })
+  body.once('close', () => {
+    if (!settled) member.health.failed(false)
+  })
+}
+
+/** A mid-body error that speaks of the store: not an abort (a client that left), not a refusal. */
+function failsStore(error: Error): boolean {
+  if (error.name === 'AbortError') return false
+  return error instanceof UpstreamError ? COUNTED.has(error.kind) : true
 }
 
 function mostTelling(errors: readonly UpstreamError[]): UpstreamError {
