@@ -22,10 +22,6 @@ export class KnownObjects {
     this.#isPaged = isPaged
   }
 
-  get(ck: string): ObjectMeta | undefined {
-    return this.#known.get(ck)
-  }
-
   remember(ck: string, meta: ObjectMeta): void {
     this.#known.set(ck, meta)
     if (!this.#isPaged(meta)) return
