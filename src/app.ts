@@ -12,6 +12,7 @@ import type { Store } from './stores/types.ts'
 import { type ObjectHooks, createDefaultFrontEnd, createObjectHandler, isObjectPath, splitTarget } from './http/object/index.ts'
 import { announcesBody } from './http/unread-body.ts'
 import { UploadRateGuard } from './http/upload-rate.ts'
+import { createClientAddress } from './http/client-address.ts'
 
 export interface AppDeps {
   config: Config
@@ -52,6 +53,7 @@ export function createApp(deps: AppDeps) {
   })
   telemetry.attach({ tiers: () => cache.stats(), inflightFills: objects.inflightFills })
   const { limits } = config
+  const clientAddress = createClientAddress(config.trust_proxy)
   const authenticate = createAuthenticator({
     publicKey: config.auth.public_key,
     previousPublicKeys: config.auth.previous_public_keys.filter((k): k is string => Boolean(k)),
@@ -68,7 +70,7 @@ export function createApp(deps: AppDeps) {
   const objectHandler = createObjectHandler({
     stores,
     objects,
-    frontEnd: createDefaultFrontEnd({ authenticate }),
+    frontEnd: createDefaultFrontEnd({ authenticate, clientAddress }),
     hooks: deps.objectHooks,
     watchUpload,
     telemetry,
@@ -131,5 +133,5 @@ export function createApp(deps: AppDeps) {
     void honoListener(incoming, outgoing)
   }
 
-  return { app, handle, metricsHandle, telemetry, objects }
+  return { app, handle, metricsHandle, telemetry, objects, clientAddress }
 }

@@ -87,7 +87,7 @@ describe('authenticator with a failure limiter', () => {
       limiter: new FailureLimiter({ perSecond: 1, burst: 2, now: clock.now }),
       onLimited: (client) => limited.push(client),
     })
-    const from = (client: string, over: { sig?: string; authorization?: string }) => () => authenticate({ method: 'GET', bucket: 'b', key: 'k', client, ...over })
+    const from = (client: string, over: { sig?: string; authorization?: string }) => () => authenticate({ method: 'GET', bucket: 'b', key: 'k', client: () => client, ...over })
     const reused = link('k')
     from('10.0.0.1', { sig: reused })()
     assert.throws(from('10.0.0.1', { sig: bad('k') }), AuthError)

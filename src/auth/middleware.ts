@@ -28,8 +28,11 @@ export interface AuthRequest {
   sig?: string
   /** The Authorization header, if present. */
   authorization?: string
-  /** The client's address (`socket.remoteAddress`), for the failed-auth limiter. */
-  client?: string
+  /**
+   * The client's address (the peer, or the forwarded one behind `trust_proxy`), for the
+   * failed-auth limiter: a function, called only when an address is needed.
+   */
+  client?: () => string
 }
 
 export type Principal = { kind: 'presigned'; expiresAt: number } | { kind: 'bearer' }
@@ -67,7 +70,7 @@ export function createAuthenticator(options: AuthOptions): (request: AuthRequest
         // A client whose failures emptied its bucket gets no more verifications. Bearer
         // tokens and links already verified cost microseconds and are still checked, so a
         // service sharing the flooding address (NAT, proxy) keeps working.
-        const wait = limiter?.retryAfter(clientKey(request.client)) ?? 0
+        const wait = limiter?.retryAfter(clientKey(request.client?.())) ?? 0
         if (wait > 0) throw new AuthRateLimitedError(wait)
         payload = verifySignature(request.sig, keys)
         verified.set(request.sig, payload)
@@ -91,7 +94,7 @@ export function createAuthenticator(options: AuthOptions): (request: AuthRequest
       return check(request)
     } catch (error) {
       if (error instanceof AuthError) {
-        const client = clientKey(request.client)
+        const client = clientKey(request.client?.())
         if (limiter.fail(client)) onLimited?.(client)
       }
       throw error

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { decodeBase64Url, isUsablePublicKey, publicKeyOf } from '../auth/keys.ts'
+import { parseTrustedProxies } from '../http/client-address.ts'
 import { parseSize } from './size.ts'
 
 /** YAML `null`, a missing key and `FOO=` in the environment all mean "unset". */
@@ -203,11 +204,23 @@ function checkFallbacks(stores: Record<string, { fallback?: string[] | undefined
   for (const id of Object.keys(stores)) if (!state.has(id)) visit(id)
 }
 
+/** Addresses or CIDRs of the balancers in front: their `X-Forwarded-For` names the client. */
+const trustProxy = z.preprocess(
+  (value) => (typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : (unset(value) ?? [])),
+  z.array(z.string()).superRefine((entries, ctx) => {
+    entries.forEach((entry, i) => {
+      const parsed = parseTrustedProxies([entry])
+      if ('error' in parsed) ctx.addIssue({ code: 'custom', message: parsed.error, path: [i] })
+    })
+  }),
+)
+
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const
 
 export const configSchema = z
   .object({
     listen,
+    trust_proxy: trustProxy,
     auth,
     cache: z.preprocess((v) => v ?? {}, cache),
     sentry: z.preprocess((v) => v ?? {}, sentry),

@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AuthRequest, Principal } from '../../auth/middleware.ts'
 import { AuthError, BadRequestError } from '../../errors.ts'
+import { peerAddress } from '../client-address.ts'
 import type { HttpError } from '../errors.ts'
 import { sendJson } from './respond.ts'
 import { type ObjectTarget, ParsedPaths, parseObjectPath } from './target.ts'
@@ -67,8 +68,9 @@ function isAsciiCaseInsensitive(field: string, lower: string): boolean {
  * const frontEnd = createDefaultFrontEnd({ authenticate: createAuthenticator({ publicKey, bearerToken }) })
  * const handle = createObjectHandler({ frontEnd, stores, objects, telemetry, logger })
  */
-export function createDefaultFrontEnd(options: { authenticate: (request: AuthRequest) => Principal }): FrontEnd {
+export function createDefaultFrontEnd(options: { authenticate: (request: AuthRequest) => Principal; clientAddress?: (incoming: IncomingMessage) => string }): FrontEnd {
   const { authenticate } = options
+  const clientAddress = options.clientAddress ?? peerAddress
   const paths = new ParsedPaths()
   return {
     target(_incoming, path) {
@@ -78,7 +80,7 @@ export function createDefaultFrontEnd(options: { authenticate: (request: AuthReq
       const authorization = soleHeader(incoming, 'authorization')
       const sigs = params?.getAll('sig')
       if (sigs !== undefined && sigs.length > 1) throw new AuthError('malformed signature', 'more than one sig parameter')
-      return authenticate({ method, bucket: target.bucket, key: target.key, sig: sigs?.[0], authorization, client: incoming.socket.remoteAddress })
+      return authenticate({ method, bucket: target.bucket, key: target.key, sig: sigs?.[0], authorization, client: () => clientAddress(incoming) })
     },
     admit(path, target) {
       paths.remember(path, target)
