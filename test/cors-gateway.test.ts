@@ -36,15 +36,14 @@ describe('CORS on the object routes', () => {
 
   before(async () => {
     const root = await tempDir()
-    const roots = Object.fromEntries(await Promise.all(['local', 'partner', 'open', 'creds'].map(async (id) => [id, await mkdir(path.join(root, id), { recursive: true }).then(() => path.join(root, id))])))
-    await writeFile(path.join(roots.local!, 'a.txt'), 'hello world')
-    await writeFile(path.join(roots.partner!, 'a.txt'), 'partner file')
-    await writeFile(path.join(roots.open!, 'a.txt'), 'open file')
-    await writeFile(path.join(roots.creds!, 'a.txt'), 'creds file')
-    const stores = new Map<string, Store>([
-      ...Object.entries(roots).map(([id, dir]) => [id, createFsStore({ id, root: dir! })] as const),
-      ['down', downStore('down')],
-    ])
+    const roots: Record<string, string> = {}
+    const stores = new Map<string, Store>([['down', downStore('down')]])
+    for (const id of ['local', 'partner', 'open', 'creds']) {
+      roots[id] = path.join(root, id)
+      await mkdir(roots[id], { recursive: true })
+      await writeFile(path.join(roots[id], 'a.txt'), `${id} file`)
+      stores.set(id, createFsStore({ id, root: roots[id] }))
+    }
     const fs = (id: string, cors?: unknown) => ({ type: 'fs', root: roots[id] ?? root, ...(cors ? { cors } : {}) })
     gw = await startGateway({
       root,

@@ -9,7 +9,7 @@
  * sizes and values, so their length does not depend on the positions they hold.
  */
 
-const ID = { segment: 0x18538067, cluster: 0x1f43b675, cues: 0x1c53bb6b, cuePoint: 0xbb, cueTrackPositions: 0xb7, cueClusterPosition: 0xf1, seekHead: 0x114d9b74, seek: 0x4dbb, seekPosition: 0x53ac, void: 0xec }
+export const ID = { segment: 0x18538067, cluster: 0x1f43b675, cues: 0x1c53bb6b, cuePoint: 0xbb, cueTrackPositions: 0xb7, cueClusterPosition: 0xf1, seekHead: 0x114d9b74, seek: 0x4dbb, seekPosition: 0x53ac, void: 0xec }
 /** Masters whose children are rewritten (they hold positions); every other element is copied as is. */
 const REWRITTEN = new Set([ID.cues, ID.cuePoint, ID.cueTrackPositions, ID.seekHead, ID.seek])
 const POSITIONS = new Set([ID.cueClusterPosition, ID.seekPosition])
@@ -27,7 +27,7 @@ function vintLength(first: number): number {
   throw new Error('bad EBML vint')
 }
 
-function readElement(bytes: Buffer, start: number, limit: number): Element {
+export function readElement(bytes: Buffer, start: number, limit: number): Element {
   const idLength = vintLength(bytes[start]!)
   const sizeAt = start + idLength
   const sizeLength = vintLength(bytes[sizeAt]!)
@@ -41,7 +41,7 @@ function readElement(bytes: Buffer, start: number, limit: number): Element {
   return { id: bytes.readUIntBE(start, idLength), idBytes: bytes.subarray(start, start + idLength), start, dataStart, end: unknown ? limit : dataStart + size }
 }
 
-function children(bytes: Buffer, start: number, end: number): Element[] {
+export function children(bytes: Buffer, start: number, end: number): Element[] {
   const out: Element[] = []
   for (let at = start; at < end; ) {
     const element = readElement(bytes, at, end)
@@ -49,6 +49,13 @@ function children(bytes: Buffer, start: number, end: number): Element[] {
     at = element.end
   }
   return out
+}
+
+/** An unsigned EBML value of any length up to 8 bytes (exact below 2^53). */
+export function readUint(bytes: Buffer, start: number, end: number): number {
+  let value = 0
+  for (let i = start; i < end; i++) value = value * 256 + bytes[i]!
+  return value
 }
 
 /** An 8-byte EBML size (or unsigned value with a marker): 0x01 then 7 bytes. */
@@ -67,7 +74,7 @@ function uint8(value: number): Buffer {
 
 /** `element` with its positions mapped by `move`; masters that hold them re-encoded with 8-byte sizes. */
 function rewrite(bytes: Buffer, element: Element, move: (position: number) => number): Buffer {
-  if (POSITIONS.has(element.id)) return Buffer.concat([element.idBytes, size8(8), uint8(move(bytes.readUIntBE(element.dataStart, element.end - element.dataStart)))])
+  if (POSITIONS.has(element.id)) return Buffer.concat([element.idBytes, size8(8), uint8(move(readUint(bytes, element.dataStart, element.end)))])
   if (!REWRITTEN.has(element.id)) return bytes.subarray(element.start, element.end)
   const body = Buffer.concat(children(bytes, element.dataStart, element.end).map((child) => rewrite(bytes, child, move)))
   return Buffer.concat([element.idBytes, size8(body.length), body])
