@@ -13,7 +13,7 @@ import { UpstreamError } from '../src/errors.ts'
 import { CORS_DEFAULTS } from '../src/http/cors/policy.ts'
 import { createFsStore } from '../src/stores/fs.ts'
 import type { Store } from '../src/stores/types.ts'
-import { BEARER, type RawResponse, type TestGateway, rawRequest, startGateway, tempDir } from './helpers/gateway.ts'
+import { BEARER, type RawResponse, type TestGateway, rawRequest, spawnCli, startGateway, tempDir } from './helpers/gateway.ts'
 
 const auth = { Authorization: `Bearer ${BEARER}` }
 const APP = 'https://app.example.com'
@@ -201,5 +201,20 @@ describe('no cors section', () => {
     assert.deepEqual(corsHeaders(res), [])
     assert.equal(res.headers.vary, undefined)
     assert.equal((await rawRequest(gw.url, 'OPTIONS', '/local/a.txt', { Origin: APP, 'Access-Control-Request-Method': 'GET' })).status, 405)
+  })
+})
+
+describe('development mode (no config)', () => {
+  it('allows every origin', async () => {
+    const dir = await tempDir()
+    const server = await spawnCli(['--listen', '127.0.0.1:0'], /presigned URL \(1 h\):\s+(\S+)/, { cwd: dir })
+    try {
+      const res = await fetch(server.match[1]!, { headers: { Origin: 'http://localhost:5173' } })
+      assert.equal(res.status, 200)
+      assert.equal(res.headers.get('access-control-allow-origin'), '*')
+      await res.arrayBuffer()
+    } finally {
+      await server.stop()
+    }
   })
 })
