@@ -4,6 +4,9 @@
  * request's `Origin` is then matched with a Set lookup and a few string compares.
  */
 
+/** The methods a CORS policy may allow: the ones the object routes answer. */
+export const CORS_METHODS = ['GET', 'HEAD', 'PUT'] as const
+
 /** One parsed `allowed_origins` entry. */
 export type OriginRule =
   | { kind: 'any' }
@@ -90,6 +93,3 @@ function isLabels(origin: string, start: number, end: number): boolean {
   }
   return labelLength > 0
 }
-
-/** The methods a CORS policy may allow: the ones the object routes answer. */
-export const CORS_METHODS = ['GET', 'HEAD', 'PUT'] as const
