@@ -83,7 +83,10 @@ describe('in Chromium, a page on another origin', { skip: skipBrowser }, () => {
     const requests = rig.seen.slice(seenBefore).filter((r) => r.path === '/local/media/testsrc.webm')
     const size = spread.length
     const shown = JSON.stringify(requests)
-    assert.ok(requests.every((r) => r.method === 'GET' && r.range?.startsWith('bytes=') && r.origin === rig.pageOrigin && r.status === 206), shown)
+    // Every request is a ranged GET from the page; each answered so far is a 206 (under load
+    // the last one may still be on its way when the seek is over).
+    assert.ok(requests.every((r) => r.method === 'GET' && r.range?.startsWith('bytes=') && r.origin === rig.pageOrigin && (r.status ?? 206) === 206), shown)
+    assert.equal(requests[0]?.status, 206, shown)
     const starts = requests.map((r) => Number(/^bytes=(\d+)-/.exec(r.range!)![1]) / size)
     assert.ok(starts.some((at) => at > 0.4 && at < 0.6), `a Range request for the middle: ${shown}`)
     assert.ok(starts.some((at) => at > 0.8 && at < 0.97), `a Range request near the end: ${shown}`)

@@ -29,8 +29,8 @@ export interface SeenRequest {
   range?: string
   requestMethod?: string
   requestHeaders?: string
-  /** The response status, once the response is over (undefined if no head was sent). */
-  status?: number
+  /** The response status once its head is sent (undefined before). */
+  readonly status?: number
 }
 
 export interface BrowserRig {
@@ -66,17 +66,18 @@ export async function startBrowserRig(raw: (pageOrigin: string) => Record<string
     const seen: SeenRequest[] = []
     gateway.server.prependListener('request', (incoming: http.IncomingMessage, outgoing: http.ServerResponse) => {
       const { headers } = incoming
-      const request: SeenRequest = {
+      seen.push({
         method: incoming.method ?? '',
         path: (incoming.url ?? '').split('?')[0]!,
         origin: headers.origin,
         range: headers.range,
         requestMethod: headers['access-control-request-method'],
         requestHeaders: headers['access-control-request-headers'],
-      }
-      seen.push(request)
-      // 'close', not 'finish': the browser cuts a media response once it has read enough.
-      outgoing.once('close', () => (request.status = outgoing.headersSent ? outgoing.statusCode : undefined))
+        // Read when asked: a media response may still be streaming, or be cut by the browser.
+        get status() {
+          return outgoing.headersSent ? outgoing.statusCode : undefined
+        },
+      })
     })
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--autoplay-policy=no-user-gesture-required'] })
     cleanups.push(() => browser.close())
