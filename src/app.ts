@@ -10,6 +10,7 @@ import { Telemetry } from './metrics.ts'
 import { createObjectService } from './objects/index.ts'
 import type { Store } from './stores/types.ts'
 import { type ObjectHooks, createDefaultFrontEnd, createObjectHandler, isObjectPath, splitTarget } from './http/object/index.ts'
+import { withCors } from './http/cors/hooks.ts'
 import { announcesBody } from './http/unread-body.ts'
 import { UploadRateGuard } from './http/upload-rate.ts'
 import { createClientAddress } from './http/client-address.ts'
@@ -24,7 +25,7 @@ export interface AppDeps {
   now?: () => number
   /** Called with errors that reached no handler (Sentry hooks in here). */
   reportError?: (error: unknown) => void
-  /** Synchronous hooks on the object routes (CORS will install them). */
+  /** Synchronous hooks on the object routes (the configured CORS hooks run after them). */
   objectHooks?: ObjectHooks
 }
 
@@ -71,7 +72,7 @@ export function createApp(deps: AppDeps) {
     stores,
     objects,
     frontEnd: createDefaultFrontEnd({ authenticate, clientAddress }),
-    hooks: deps.objectHooks,
+    hooks: withCors(config, deps.objectHooks),
     watchUpload,
     telemetry,
     logger,

@@ -71,6 +71,11 @@ export class MethodNotAllowedError extends DomainError {
   }
 }
 
+/** A CORS preflight the policy does not allow (origin, method, a header, private network). */
+export class CorsRefusedError extends DomainError {
+  override name = 'CorsRefusedError'
+}
+
 /** The request itself is malformed: a bad header value, a duplicated credential... */
 export class BadRequestError extends DomainError {
   override name = 'BadRequestError'

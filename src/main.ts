@@ -142,6 +142,8 @@ function devConfig(listen: string | undefined): { config: Config; bearer: string
       auth: { ...keys, bearer_token: bearer },
       cache: { max_memory: '64MiB', max_object_size: '8MiB' },
       stores: { local: { type: 'fs', root: './data' } },
+      // Any page may use the development gateway (a front end on another port, e.g. Vite's).
+      cors: { allowed_origins: ['*'] },
     },
     'development defaults',
   )

@@ -86,7 +86,7 @@ function describeYamlProblem(problem: YAMLError, label: string): string {
  * Section and key names are case-insensitive; store ids are kept verbatim. Empty values are unset.
  */
 /** Keys whose flat environment value is a comma-separated list. */
-const LIST_KEYS = new Set(['previous_public_keys', 'fallback', 'trust_proxy'])
+const LIST_KEYS = new Set(['previous_public_keys', 'fallback', 'trust_proxy', 'allowed_origins', 'allowed_methods', 'allowed_headers', 'expose_headers'])
 
 export function configFromFlatEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   const out: Record<string, unknown> = {}

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { decodeBase64Url, isUsablePublicKey, publicKeyOf } from '../auth/keys.ts'
 import { parseTrustedProxies } from '../http/client-address.ts'
+import { CORS_METHODS, parseOriginRule } from '../http/cors/origins.ts'
 import { parseSize } from './size.ts'
 
 /** YAML `null`, a missing key and `FOO=` in the environment all mean "unset". */
@@ -137,14 +138,52 @@ const limits = z
   })
   .strict()
 
+/** A header name (RFC 9110 §5.1 token; `*` is one), compared in lower case. */
+const headerName = z
+  .string()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a header name')
+  .transform((value) => value.toLowerCase())
+const list = <T extends z.ZodType>(item: T) => z.preprocess(unset, z.array(item).optional())
+
+/**
+ * `cors:` (every store) and `stores.<id>.cors:` (that store; keys it leaves out come from the
+ * top level, then from the defaults in `src/http/cors/policy.ts`). No section: no CORS headers.
+ */
+const cors = z.preprocess(
+  unset,
+  z
+    .object({
+      allowed_origins: list(
+        z.string().transform((value, ctx) => {
+          try {
+            parseOriginRule(value)
+          } catch (error) {
+            ctx.addIssue({ code: 'custom', message: (error as Error).message })
+          }
+          return value
+        }),
+      ),
+      allowed_methods: list(z.string().transform((value) => value.toUpperCase()).pipe(z.enum(CORS_METHODS, { error: `must be one of ${CORS_METHODS.join(', ')}` }))),
+      /** `*` allows any request header (the ones asked for are echoed, Authorization included). */
+      allowed_headers: list(headerName),
+      expose_headers: list(headerName),
+      max_age_seconds: number.pipe(z.number().int().min(0).max(86_400)).optional(),
+      allow_credentials: bool.optional(),
+      allow_private_network: bool.optional(),
+    })
+    .strict()
+    .optional(),
+)
+
 /** Other stores holding the same keys, read when this one fails or lacks a key (see `with-fallback.ts`). */
 const fallback = z.preprocess(unset, z.array(z.string().min(1)).optional())
 
-const fsStore = z.object({ type: z.literal('fs'), root: z.string().min(1), fallback }).strict()
+const fsStore = z.object({ type: z.literal('fs'), root: z.string().min(1), fallback, cors }).strict()
 const s3Store = z
   .object({
     type: z.literal('s3'),
     fallback,
+    cors,
     bucket: z.string().min(3).max(63),
     region: optionalString.default('us-east-1'),
     access_key: optionalString,
@@ -165,6 +204,7 @@ const azureStore = z
   .object({
     type: z.literal('azure'),
     fallback,
+    cors,
     container: z.string().min(3).max(63),
     connection_string: z.string().min(1),
   })
@@ -241,6 +281,7 @@ export const configSchema = z
         .strict(),
     ),
     limits: z.preprocess((v) => v ?? {}, limits),
+    cors,
     metrics: z.preprocess(
       (v) => v ?? {},
       z
@@ -261,3 +302,4 @@ export const configSchema = z
 
 export type Config = z.output<typeof configSchema>
 export type StoreConfig = Config['stores'][string]
+export type CorsConfig = NonNullable<Config['cors']>

@@ -2,6 +2,7 @@ import {
   AuthError,
   AuthRateLimitedError,
   BadRequestError,
+  CorsRefusedError,
   InvalidKeyError,
   MethodNotAllowedError,
   NotFoundError,
@@ -16,11 +17,13 @@ import { httpDate } from './conditional.ts'
 import { unsatisfiedRange } from './range.ts'
 
 export interface HttpError {
-  status: 400 | 401 | 404 | 405 | 408 | 412 | 413 | 416 | 429 | 500 | 502 | 504
+  status: 400 | 401 | 403 | 404 | 405 | 408 | 412 | 413 | 416 | 429 | 500 | 502 | 504
   /** Short, safe to show: never a secret, a path on disk or an upstream credential. */
   error: string
   message?: string
   headers?: Record<string, string>
+  /** The domain error, where a page for a person says more than status and message (error-page.ts). */
+  cause?: unknown
 }
 
 /**
@@ -30,10 +33,12 @@ export interface HttpError {
 export function toHttpError(error: unknown): HttpError {
   if (error instanceof InvalidKeyError) return { status: 400, error: 'invalid path', message: error.message }
   if (error instanceof BadRequestError) return { status: 400, error: 'bad request', message: error.message }
+  // Fetch §4.8: a refused preflight is a network error for the page; 403 tells a person why.
+  if (error instanceof CorsRefusedError) return { status: 403, error: 'cors preflight refused', message: error.message }
   if (error instanceof NotFoundError) return { status: 404, error: 'not found', message: error.message }
   if (error instanceof MethodNotAllowedError) return { status: 405, error: 'method not allowed', message: error.message, headers: { Allow: error.allowed.join(', ') } }
   if (error instanceof AuthError) {
-    return { status: 401, error: 'unauthorized', message: error.reason, headers: { 'WWW-Authenticate': `Bearer realm="cachegate", error="invalid_token", error_description="${error.reason}"` } }
+    return { status: 401, error: 'unauthorized', message: error.reason, cause: error, headers: { 'WWW-Authenticate': `Bearer realm="cachegate", error="invalid_token", error_description="${error.reason}"` } }
   }
   // RFC 6585 §4: 429 Too Many Requests, with Retry-After (RFC 9110 §10.2.3) in seconds.
   if (error instanceof AuthRateLimitedError) {

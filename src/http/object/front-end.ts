@@ -7,6 +7,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AuthRequest, Principal } from '../../auth/middleware.ts'
 import { AuthError, BadRequestError } from '../../errors.ts'
 import { peerAddress } from '../client-address.ts'
+import { prefersHtml } from '../accept.ts'
+import { sendErrorPage } from '../error-page.ts'
 import type { HttpError } from '../errors.ts'
 import { sendJson } from './respond.ts'
 import { type ObjectTarget, ParsedPaths, parseObjectPath } from './target.ts'
@@ -62,7 +64,8 @@ function isAsciiCaseInsensitive(field: string, lower: string): boolean {
 
 /**
  * Cachegate's dialect (today's behaviour): `/:bucket_id/*path`, a presigned `?sig=` or
- * `Authorization: Bearer`, JSON errors.
+ * `Authorization: Bearer`, JSON errors, or a short HTML page when `Accept` prefers it (a
+ * link opened in a tab).
  *
  * @example
  * const frontEnd = createDefaultFrontEnd({ authenticate: createAuthenticator({ publicKey, bearerToken }) })
@@ -86,6 +89,7 @@ export function createDefaultFrontEnd(options: { authenticate: (request: AuthReq
       paths.remember(path, target)
     },
     writeError(outgoing, error) {
+      if (prefersHtml(outgoing.req.headers.accept)) return sendErrorPage(outgoing, error)
       sendJson(outgoing, error.status, { error: error.error, message: error.message }, error.headers)
     },
   }
