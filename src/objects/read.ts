@@ -1,17 +1,17 @@
 import type { Readable } from 'node:stream'
-import { Fill } from '../cache/fill.ts'
 import { cacheKey } from '../cache/keys.ts'
 import { Singleflight } from '../cache/singleflight.ts'
-import type { Cache, CacheHit } from '../cache/types.ts'
-import { SNIFF_BYTES, contentTypeFromKey, isGenericContentType, typeFromMagicBytes } from '../content-type.ts'
-import { UpstreamError, asUpstreamError } from '../errors.ts'
+import type { Cache } from '../cache/types.ts'
+import { UpstreamError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { CacheResult, Telemetry } from '../metrics.ts'
 import type { ByteRange, GetResult, ObjectMeta, Store } from '../stores/types.ts'
-import { EXPIRED, FRESH, type FreshnessPolicy, Revalidator, STALE, stalenessOf } from './freshness.ts'
+import { type Outcome, firstGet, settle, typed } from './first-get.ts'
+import { createFreshReads } from './fresh-reads.ts'
+import { EXPIRED, type FreshnessPolicy, Revalidator, STALE, stalenessOf } from './freshness.ts'
 import type { KnownObjects } from './known.ts'
 import type { NegativeCache } from './negative.ts'
-import { type ReadVersion, direct, fromDisk, fromFill, fromMemory, paged, passThrough } from './opened.ts'
+import { type ReadVersion, direct, fromFill, fromMemory, paged, passThrough } from './opened.ts'
 import { createPager } from './pages.ts'
 import type { FreshnessStatus, ObjectService, OpenObject } from './types.ts'
 import type { Verifier } from './verify.ts'
@@ -36,82 +36,6 @@ export interface ReadPathOptions {
   verifier: Verifier
   /** `cache.verify_only`: every read goes to the store; hits are only compared with it. */
   verifyOnly: boolean
-}
-
-/** What the first GET of an object found, shared by every request coalesced on it. */
-type Outcome =
-  | { kind: 'missing' }
-  /** Cacheable: a fill every reader follows; `done` settles once it is cached (or failed). */
-  | { kind: 'fill'; fill: Fill; done: Promise<void> }
-  /** Too large to cache whole: the first reader takes the upstream body. */
-  | { kind: 'too-large'; meta: ObjectMeta; take(): Readable | undefined }
-
-/**
- * A stored object whose type says nothing (none, or octet-stream: what S3 and Azure assign
- * when the writer gave none) is typed like a PUT would type it: by the key's extension here,
- * by its magic bytes once they arrive (`sniffed`).
- */
-function typed(key: string, meta: ObjectMeta): ObjectMeta {
-  if (!isGenericContentType(meta.contentType)) return meta
-  return { ...meta, contentType: contentTypeFromKey(key) ?? meta.contentType }
-}
-
-/**
- * An object's first GET, shared by every request coalesced on it: a fill for a cacheable
- * object (typed by its magic bytes when the store gave it no useful type), else the body of
- * one too large to cache.
- */
-async function firstGet(at: FlightContext): Promise<Outcome> {
-  // No client signal here: the fill belongs to the gateway, not to the first client.
-  const got = await at.store.get(at.key)
-  if (got) return settle(at, got)
-  // Unless a PUT came meanwhile: then the 404 may be older than the object.
-  if (at.isCurrent()) at.options.negative.remember(at.ck, at.options.policyFor(at.store.id).negativeTtl)
-  return { kind: 'missing' }
-}
-
-type FlightContext = { options: ReadPathOptions; ck: string; store: Store; key: string; isCurrent: () => boolean }
-
-/** What a GET's answer becomes: a fill, or a body too large to cache (a revalidation's 200 too). */
-async function settle(at: FlightContext, got: GetResult): Promise<Outcome> {
-  const { options, ck, store, key, isCurrent } = at
-  const { cache, known, maxObjectSize, telemetry, logger } = options
-  const meta = typed(key, got.meta)
-  if (meta.size > maxObjectSize) {
-    if (isCurrent()) known.remember(ck, meta)
-    let body: Readable | undefined = got.body
-    const take = () => {
-      const taken = body
-      body = undefined
-      return taken
-    }
-    return { kind: 'too-large', meta, take }
-  }
-  const fill = new Fill(meta)
-  const filled = fill.consume(got.body)
-  // An untyped object waits for its leading bytes (or its end) to be typed by them.
-  const typing = isGenericContentType(meta.contentType)
-    ? fill.head(SNIFF_BYTES).then(async (head) => {
-        // A parser failure on odd bytes is no reason to fail the response: keep the generic type.
-      const sniffed = await typeFromMagicBytes(head).catch(() => undefined)
-        if (sniffed) fill.meta = { ...meta, contentType: sniffed }
-      })
-    : Promise.resolve()
-  const done = Promise.all([filled, typing]).then(
-    async ([bytes]) => {
-      if (isCurrent()) await cache.set(ck, fill.meta, bytes)
-    },
-    (error: unknown) => {
-      telemetry.upstreamError(store.id, 'get-body', error instanceof UpstreamError ? error.kind : 'io')
-      logger.warn('upstream body failed mid-fill; not cached', { store: store.id, err: error })
-    },
-  )
-  // A body that fails before its leading bytes fails the flight: nothing was sent, so a 5xx.
-  await typing.catch((error: unknown) => {
-    throw asUpstreamError(store.id, error, 'upstream body failed before its first bytes')
-  })
-  if (isCurrent()) known.remember(ck, fill.meta)
-  return { kind: 'fill', fill, done }
 }
 
 /**
@@ -196,57 +120,7 @@ export function createReadPath(options: ReadPathOptions) {
   }
 
   const revalidator = new Revalidator({ cache, known, negative, pageSize, now, telemetry, logger, adopt })
-
-  /** Starts a background revalidation of a stale hit (its result is counted and logged there). */
-  function revalidateLater(store: Store, key: string, ck: string, hit: CacheHit, policy: FreshnessPolicy): void {
-    void revalidator.whole(store, key, ck, hit, policy)
-  }
-
-  const opened = (store: Store, key: string, hit: CacheHit, freshness?: FreshnessStatus): OpenObject => {
-    const object = hit.tier === 'memory' ? fromMemory(hit) : fromDisk(hit, versionOf(store, key))
-    object.freshness = freshness
-    return object
-  }
-
-  /**
-   * A hit as its freshness allows: fresh, or stale (served, revalidated behind it), or past
-   * `max_stale` (served once the revalidation ends: confirmed, replaced, gone, or the store
-   * failed and the copy is served anyway). Undefined: look again (a new version or a PUT).
-   */
-  async function serveHit(store: Store, key: string, ck: string, hit: CacheHit): Promise<OpenObject | null | undefined> {
-    if (!revalidates) return opened(store, key, hit)
-    const policy = policyFor(store.id)
-    const state = stalenessOf(hit.storedAt, policy, now())
-    if (state === FRESH) return opened(store, key, hit)
-    if (state === STALE) {
-      revalidateLater(store, key, ck, hit, policy)
-      return opened(store, key, hit, 'stale')
-    }
-    const result = await revalidator.whole(store, key, ck, hit, policy)
-    if (result === 'fresh') return opened(store, key, hit, 'revalidated')
-    if (result === 'missing') return null
-    if (result === 'error') {
-      telemetry.staleIfError()
-      return opened(store, key, hit, 'stale-if-error')
-    }
-    const replaced = await cache.get(ck)
-    return replaced && opened(store, key, replaced, 'replaced')
-  }
-
-  /** What is known of a large object, revalidated through its record when it is stale. */
-  async function recallFresh(store: Store, ck: string, key: string) {
-    const recalled = await known.recall(ck)
-    if (!recalled || !revalidates || recalled.meta.size <= maxObjectSize || pageSize === 0) return recalled
-    const policy = policyFor(store.id)
-    const state = stalenessOf(recalled.storedAt, policy, now())
-    if (state === FRESH) return recalled
-    const revalidation = revalidator.record(store, key, ck, recalled.meta, policy)
-    if (state === STALE) return recalled
-    const result = await revalidation
-    if (result === 'fresh' || result === 'error') return recalled
-    // Gone (a 404 is remembered when negative caching is on), or changed: ask again.
-    return undefined
-  }
+  const { serveHit, recallFresh, revalidateLater } = createFreshReads({ cache, known, revalidator, policyFor, revalidates, now, telemetry, maxObjectSize, pageSize, versionOf })
 
   /** The object for a GET, uncounted: `open` counts it. */
   async function lookup(store: Store, key: string, ranged: boolean, method: string): Promise<OpenObject | null> {
