@@ -162,6 +162,7 @@ describe('revalidation against s3rver', () => {
       assert.ok(confirmed.body.equals(v2))
 
       proxy.configure({ failStatus: 503 })
+      proxy.reset()
       try {
         clock.advance(91_000)
         const down = await get(gw, 'ms/a.bin')
@@ -171,11 +172,18 @@ describe('revalidation against s3rver', () => {
         const head = await fetch(`${gw.url}/media/ms/a.bin`, { method: 'HEAD', headers: auth })
         assert.equal(head.status, 200)
         assert.equal(head.headers.get('x-cg-status'), 'hit=1; stale-if-error')
+        assert.equal(proxy.counts.requests, 1, 'a failed revalidation is not retried for a second: the HEAD did not ask')
+        clock.advance(1_000)
+        assert.equal((await get(gw, 'ms/a.bin')).cg, 'hit=1; stale-if-error')
+        assert.equal(proxy.counts.requests, 2)
       } finally {
         proxy.configure({})
       }
-      assert.equal(await metric(gw, 'cachegate_cache_stale_if_error_total'), 2)
+      assert.equal(await metric(gw, 'cachegate_cache_stale_if_error_total'), 3)
       assert.equal(await metric(gw, 'cachegate_cache_revalidations_total{result="error"}'), 2)
+      // The store is back: the next revalidation confirms the copy.
+      clock.advance(1_000)
+      assert.equal((await get(gw, 'ms/a.bin')).cg, 'hit=1; revalidated')
     } finally {
       await gw.close()
     }
@@ -261,8 +269,8 @@ describe('revalidation against s3rver', () => {
       const changed = await get(gw, 'big/a.bin', range)
       assert.equal(changed.status, 206)
       assert.ok(changed.body.equals(v2.subarray(10000, 50001)))
-      // HEADs: the revalidation, then the new version's; GETs: pages 0-3 again (the old ones were dropped).
-      assert.deepEqual(proxy.counts.byMethod, { HEAD: 2, GET: 4 })
+      // One HEAD (the revalidation, which records the new version); pages 0-3 again (the old ones were dropped).
+      assert.deepEqual(proxy.counts.byMethod, { HEAD: 1, GET: 4 })
       assert.ok((await get(gw, 'big/a.bin')).body.equals(v2), 'the whole object, from pages of one version')
     } finally {
       await gw.close()

@@ -76,8 +76,8 @@ export function createFreshReads(options: FreshReadsOptions) {
     if (state === STALE) return recalled
     const result = await revalidation
     if (result === 'fresh' || result === 'error') return recalled
-    // Gone (a 404 is remembered when negative caching is on), or changed: ask again.
-    return undefined
+    // Gone (a 404 is remembered when negative caching is on), or changed: the new version's record.
+    return result === 'replaced' ? known.recall(ck) : undefined
   }
 
   return { serveHit, recallFresh, revalidateLater }

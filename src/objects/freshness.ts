@@ -12,6 +12,7 @@ import type { Cache, CacheHit } from '../cache/types.ts'
 import type { Logger } from '../log.ts'
 import type { Telemetry } from '../metrics.ts'
 import type { GetResult, ObjectMeta, Store } from '../stores/types.ts'
+import { typed } from './first-get.ts'
 import type { KnownObjects } from './known.ts'
 import type { NegativeCache } from './negative.ts'
 import { sameVersion } from './versions.ts'
@@ -76,9 +77,20 @@ export interface RevalidatorOptions {
   adopt(ck: string, store: Store, key: string, got: GetResult): Promise<void>
 }
 
+/**
+ * After a revalidation of a key failed, the store is not asked again for it for this long:
+ * a store that is down (connections refused in a millisecond) would otherwise get one
+ * revalidation per key per request. Hits meanwhile are served stale-if-error.
+ */
+export const RETRY_AFTER_ERROR_MS = 1000
+/** Keys whose last revalidation failed, remembered at most (oldest forgotten first). */
+const FAILED_KEYS = 10_000
+
 export class Revalidator {
   readonly #flights = new Singleflight<string, Revalidation>()
   readonly #options: RevalidatorOptions
+  /** Cache key → until when (ms) its revalidations are not retried. */
+  readonly #failedUntil = new Map<string, number>()
 
   constructor(options: RevalidatorOptions) {
     this.#options = options
@@ -90,6 +102,7 @@ export class Revalidator {
    */
   whole(store: Store, key: string, ck: string, hit: CacheHit, policy: FreshnessPolicy): Promise<Revalidation> {
     const { cache, known, negative, telemetry, now } = this.#options
+    if (this.#holdingOff(ck)) return Promise.resolve('error')
     return this.#flights.run(revalidateFlightKey(ck), async (isCurrent) => {
       const prefer = hit.meta.servedBy ?? store.id
       let got
@@ -97,7 +110,7 @@ export class Revalidator {
         // Without an ETag there is nothing to ask with: a plain GET, compared by size and date.
         got = hit.meta.etag !== undefined ? await store.get(key, { ifNoneMatch: hit.meta.etag, prefer, op: 'revalidate' }) : await store.get(key, { prefer, op: 'revalidate' })
       } catch (error) {
-        return this.#failed(store, error)
+        return this.#failed(ck, store, error)
       }
       if (!isCurrent()) {
         if (got && !('notModified' in got)) got.body.destroy()
@@ -119,7 +132,7 @@ export class Revalidator {
         await this.#options.adopt(ck, store, key, got)
       } catch (error) {
         got.body.destroy()
-        return this.#failed(store, error)
+        return this.#failed(ck, store, error)
       }
       telemetry.revalidation('changed')
       return 'replaced'
@@ -128,16 +141,18 @@ export class Revalidator {
 
   /**
    * Revalidates a large object through its metadata record (a HEAD): the same version
-   * rewrites the record (its age restarts), another drops every page of the old one.
+   * rewrites the record (its age restarts), another drops every page of the old one and
+   * records the new version.
    */
   record(store: Store, key: string, ck: string, meta: ObjectMeta, policy: FreshnessPolicy): Promise<Revalidation> {
     const { known, negative, telemetry } = this.#options
+    if (this.#holdingOff(ck)) return Promise.resolve('error')
     return this.#flights.run(revalidateFlightKey(ck), async (isCurrent) => {
       let found
       try {
         found = await store.head(key)
       } catch (error) {
-        return this.#failed(store, error)
+        return this.#failed(ck, store, error)
       }
       if (!isCurrent()) return 'replaced'
       if (found && sameVersion(found, meta)) {
@@ -151,6 +166,7 @@ export class Revalidator {
         telemetry.revalidation('missing')
         return 'missing'
       }
+      if (isCurrent()) known.remember(ck, typed(key, found))
       telemetry.revalidation('changed')
       return 'replaced'
     }).value
@@ -159,6 +175,7 @@ export class Revalidator {
   /** A PUT or purge: a revalidation in flight must not act on what it finds. */
   forget(ck: string): void {
     this.#flights.forget(revalidateFlightKey(ck))
+    this.#failedUntil.delete(ck)
   }
 
   /** Revalidations in flight (tests wait for them). */
@@ -166,7 +183,20 @@ export class Revalidator {
     return this.#flights.running()
   }
 
-  #failed(store: Store, error: unknown): Revalidation {
+  /** True while a failed revalidation of `ck` is not to be retried. */
+  #holdingOff(ck: string): boolean {
+    if (this.#failedUntil.size === 0) return false
+    const until = this.#failedUntil.get(ck)
+    if (until === undefined) return false
+    if (this.#options.now() < until) return true
+    this.#failedUntil.delete(ck)
+    return false
+  }
+
+  #failed(ck: string, store: Store, error: unknown): Revalidation {
+    this.#failedUntil.delete(ck)
+    this.#failedUntil.set(ck, this.#options.now() + RETRY_AFTER_ERROR_MS)
+    if (this.#failedUntil.size > FAILED_KEYS) this.#failedUntil.delete(this.#failedUntil.keys().next().value!)
     this.#options.telemetry.revalidation('error')
     this.#options.logger.warn('revalidation failed; the cached copy is kept', { store: store.id, err: error })
     return 'error'
