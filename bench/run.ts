@@ -6,6 +6,7 @@
  *   npm run bench                           # 5 s per wrk run, 3 rounds (about 8 minutes)
  *   npm run bench -- --quick                # 2 s per run, 3 rounds, 2 cold repetitions
  *   npm run bench -- --duration 10 --rounds 5 --only hit-4k,auth-4k
+ *   npm run bench -- --revalidate --only hit-4k-reval,hit-1m-reval   # the freshness check's cost
  */
 import path from 'node:path'
 import { parseArgs } from 'node:util'
@@ -15,9 +16,9 @@ import { isInterrupted } from './lib/procs.ts'
 import { RESULTS_PREAMBLE, loadAverage, machineLine, table, writeSection } from './lib/report.ts'
 import { ROOT } from './lib/servers.ts'
 import { coalesceSection, coldSection, figuresTable, ratioRows } from './lib/summary.ts'
-import { type WorkloadResult, runWorkload, workloads } from './lib/throughput.ts'
+import { OPTIONAL_WORKLOADS, type WorkloadResult, runWorkload, workloads } from './lib/throughput.ts'
 
-const WORKLOAD_IDS = ['hit-4k', 'hit-1m', 'hit-16m', 'range-64k', 'disk-1m', 'auth-4k', 'cold', 'coalesce']
+const WORKLOAD_IDS = ['hit-4k', 'hit-1m', 'hit-16m', 'range-64k', 'disk-1m', 'auth-4k', 'cold', 'coalesce', ...OPTIONAL_WORKLOADS]
 
 const { values: flags } = parseArgs({
   options: {
@@ -29,6 +30,7 @@ const { values: flags } = parseArgs({
     only: { type: 'string' },
     'no-write': { type: 'boolean', default: false },
     'gateway-root': { type: 'string' },
+    revalidate: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 })
@@ -37,6 +39,8 @@ if (flags.help) {
   process.stdout.write(`usage: npm run bench -- [--quick] [--duration S] [--rounds N] [--connections C] [--cold-reps N]
                        [--only ${WORKLOAD_IDS.join(',')}] [--no-write] [--gateway-root DIR]
   --gateway-root DIR   run the gateways from another checkout (measure a patch; implies --no-write)
+  --revalidate         also run ${OPTIONAL_WORKLOADS.join(', ')}: hits with revalidate_after on vs off
+                       (a second memory-tier gateway; these run only with this flag or when named in --only)
 `)
   process.exit(0)
 }
@@ -53,7 +57,8 @@ const connections = positive(flags.connections, 32, 'connections')
 const coldReps = positive(flags['cold-reps'], flags.quick ? 2 : 5, 'cold-reps')
 const only = flags.only ? new Set(flags.only.split(',')) : undefined
 for (const id of only ?? []) if (!WORKLOAD_IDS.includes(id)) throw new Error(`--only: unknown workload ${id} (${WORKLOAD_IDS.join(', ')})`)
-const wanted = (id: string) => !only || only.has(id)
+const wanted = (id: string) => (only ? only.has(id) : !OPTIONAL_WORKLOADS.includes(id) || flags.revalidate)
+const revalidate = flags.revalidate || OPTIONAL_WORKLOADS.some((id) => only?.has(id))
 
 const log = (line: string) => process.stderr.write(`${line}\n`)
 
@@ -61,7 +66,7 @@ async function main(): Promise<void> {
   const started = new Date()
   const loadAtStart = loadAverage()
   const root = flags['gateway-root'] ? path.resolve(flags['gateway-root']) : undefined
-  const env = await startEnv({ cold: wanted('cold'), root })
+  const env = await startEnv({ cold: wanted('cold'), root, revalidate })
   let results: WorkloadResult[] = []
   let cold: ColdRep[] = []
   let coalesced: CoalesceRound[] = []

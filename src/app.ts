@@ -7,7 +7,8 @@ import type { Cache } from './cache/types.ts'
 import type { Config } from './config/schema.ts'
 import type { Logger } from './log.ts'
 import { Telemetry } from './metrics.ts'
-import { createObjectService } from './objects/index.ts'
+import { type FreshnessPolicy, createObjectService, policyOf } from './objects/index.ts'
+import { ADMIN_PREFIX, createAdminAuth, createAdminHandler } from './http/admin/index.ts'
 import type { Store } from './stores/types.ts'
 import { type ObjectHooks, createDefaultFrontEnd, createObjectHandler, isObjectPath, splitTarget } from './http/object/index.ts'
 import { withCors } from './http/cors/hooks.ts'
@@ -51,7 +52,13 @@ export function createApp(deps: AppDeps) {
     pageSize: config.cache.page_size,
     telemetry,
     logger,
+    now: deps.now,
+    freshness: freshnessOf(config),
+    verifySampleRate: config.cache.verify_sample_rate,
+    verifyOnly: config.cache.verify_only,
   })
+  const adminAuth = createAdminAuth({ adminTokenSha256: config.auth.admin_token_sha256 })
+  const adminHandler = adminAuth && createAdminHandler({ auth: adminAuth, objects, buckets: new Set(stores.keys()), logger, reportError: deps.reportError })
   telemetry.attach({ tiers: () => cache.stats(), inflightFills: objects.inflightFills })
   const { limits } = config
   const clientAddress = createClientAddress(config.trust_proxy)
@@ -117,7 +124,12 @@ export function createApp(deps: AppDeps) {
 
   function handle(incoming: IncomingMessage, outgoing: ServerResponse): void {
     const { path, query } = splitTarget(incoming.url ?? '/')
-    const object = isObjectPath(path)
+    if (adminHandler && path.startsWith(ADMIN_PREFIX)) {
+      outgoing.once('finish', () => telemetry.request(incoming.method ?? 'GET', outgoing.statusCode))
+      adminHandler(incoming, outgoing, path).catch((error: unknown) => unhandled(outgoing, error))
+      return
+    }
+    const object = isObjectPath(path) && !path.startsWith(ADMIN_PREFIX)
     // Only an object PUT reads a body; any other body would be read and discarded by Node to
     // keep the connection alive, however long it is (see http/unread-body.ts).
     if (!(object && incoming.method === 'PUT') && announcesBody(incoming)) outgoing.setHeader('Connection', 'close')
@@ -135,4 +147,9 @@ export function createApp(deps: AppDeps) {
   }
 
   return { app, handle, metricsHandle, telemetry, objects, clientAddress }
+}
+
+/** Each store's freshness: the global `cache` keys, overridden one by one by `stores.<id>.cache`. */
+function freshnessOf(config: Config): Map<string, FreshnessPolicy> {
+  return new Map(Object.entries(config.stores).map(([id, store]) => [id, policyOf(config.cache, store.cache)]))
 }

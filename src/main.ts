@@ -18,7 +18,7 @@ Runs the gateway.
   --listen ADDR   override the listen address (host:port)
   (no --config)   development mode: serves ./data with freshly generated keys on 127.0.0.1:8080
 
-Other commands: keygen, sign (each takes --help).`,
+Other commands: keygen, sign, purge (each takes --help).`,
   keygen: `Usage: cachegate keygen --out FILE [--force]
 
 Writes a fresh Ed25519 key pair as YAML (auth: {public_key, private_key}, base64url), mode 0600.
@@ -35,6 +35,19 @@ Prints a presigned URL.
   --base-url URL    where the gateway is reachable (default: from --config's listen, else http://127.0.0.1:8080)
   --config FILE     read auth.private_key from a config file ("env" for the environment)
   --keys FILE       read auth.private_key from a keygen file`,
+  purge: `Usage: cachegate purge --url URL --bucket B (--path P | --prefix P | --all)
+                      [--token-file FILE]
+
+Drops cached copies from a running gateway (POST /_admin/purge) and prints how many entries
+it dropped. The admin token (its SHA-256 is auth.admin_token_sha256) comes from the
+environment variable CACHEGATE_ADMIN_TOKEN or from --token-file, never from the command line
+(where other users could read it in the process list).
+  --url URL          the gateway, e.g. http://127.0.0.1:8080
+  --bucket B         bucket id (a configured store)
+  --path P           one object key, unencoded
+  --prefix P         every object whose key starts with P
+  --all              every object of the bucket (the same as an empty prefix)
+  --token-file FILE  read the admin token from FILE (first line)`,
 }
 
 class UsageError extends Error {
@@ -50,6 +63,7 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv
   if (command === 'keygen') return keygen(rest)
   if (command === 'sign') return sign(rest)
+  if (command === 'purge') return purge(rest)
   if (command !== undefined && !command.startsWith('-')) throw new UsageError(`unknown command "${command}"\n\n${USAGE.serve}`)
   return serveCommand(argv)
 }
@@ -119,6 +133,45 @@ function sign(argv: string[]): void {
   if (!privateKey || !publicKeyOf(privateKey)) fail('no valid auth.private_key found (run `cachegate keygen --out auth.keys.yaml`)', 1)
   const url = presign({ baseUrl: baseUrl ?? 'http://127.0.0.1:8080', bucket: values.bucket, path: values.path, method: method as SignableMethod, expiresIn, privateKey })
   process.stdout.write(`${url}\n`)
+}
+
+async function purge(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      url: { type: 'string' },
+      bucket: { type: 'string' },
+      path: { type: 'string' },
+      prefix: { type: 'string' },
+      all: { type: 'boolean' },
+      'token-file': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  })
+  if (values.help) return void process.stdout.write(`${USAGE.purge}\n`)
+  if (!values.url || !values.bucket) throw new UsageError(`--url and --bucket are required\n\n${USAGE.purge}`)
+  const targets = [values.path !== undefined, values.prefix !== undefined, values.all === true].filter(Boolean).length
+  if (targets !== 1) throw new UsageError(`give exactly one of --path, --prefix and --all\n\n${USAGE.purge}`)
+  if (!URL.canParse(values.url)) throw new UsageError('--url must be a URL, e.g. http://127.0.0.1:8080')
+  let token = process.env.CACHEGATE_ADMIN_TOKEN || undefined
+  if (values['token-file']) {
+    try {
+      token = readFileSync(values['token-file'], 'utf8').split(/\r?\n/)[0]?.trim()
+    } catch (error) {
+      fail(`cannot read --token-file: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 1)
+    }
+  }
+  if (!token) throw new UsageError('no admin token: set CACHEGATE_ADMIN_TOKEN or pass --token-file')
+  const body = values.path !== undefined ? { bucket: values.bucket, path: values.path } : { bucket: values.bucket, prefix: values.prefix ?? '', ...(values.all ? { all: true } : {}) }
+  const response = await fetch(new URL('/_admin/purge', values.url), {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  })
+  const text = await response.text()
+  if (!response.ok) fail(`purge failed: ${response.status} ${text.trim()}`, 1)
+  process.stdout.write(`${text.trim()}\n`)
 }
 
 function baseUrlOf(config: Config): string {

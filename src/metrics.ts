@@ -45,6 +45,14 @@ export class Telemetry {
 
   readonly #connectionsCut = new Counter({ name: 'cachegate_connections_cut_total', help: 'Connections refused or cut by limits (max_connections, slow_upload)', labelNames: ['reason'], registers: [this.registry] })
 
+  /** Freshness (issue 13): revalidations, stale-if-error, negative hits, purges, verify checks. */
+  readonly #revalidations = new Counter({ name: 'cachegate_cache_revalidations_total', help: 'Revalidations of cached objects by result (not_modified, changed, missing, error)', labelNames: ['result'], registers: [this.registry] })
+  readonly #staleIfError = new Counter({ name: 'cachegate_cache_stale_if_error_total', help: 'Cached copies served because the store failed their revalidation', registers: [this.registry] })
+  readonly #negativeHits = new Counter({ name: 'cachegate_cache_negative_hits_total', help: 'Lookups answered 404 from a remembered 404 (cache.negative_ttl)', registers: [this.registry] })
+  readonly #purged = new Counter({ name: 'cachegate_cache_purged_entries_total', help: 'Cache entries dropped by /_admin/purge', registers: [this.registry] })
+  readonly #verifyChecks = new Counter({ name: 'cachegate_cache_verify_checks_total', help: 'Cached objects compared with the store (verify mode) by result (match, mismatch, error, skipped)', labelNames: ['result'], registers: [this.registry] })
+  readonly #verifyMismatches = new Counter({ name: 'cachegate_cache_verify_mismatches_total', help: 'Cached objects that differed from the store (verify mode)', registers: [this.registry] })
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const sources = () => this.#sources
     countedCounter(this.registry, 'cachegate_requests_total', 'HTTP requests by method and status', ['method', 'status'], this.#requestCounts)
@@ -184,6 +192,27 @@ export class Telemetry {
         for (const [store, { thresholdMs }] of hedges) if (thresholdMs !== undefined) this.set({ store }, thresholdMs / 1000)
       },
     })
+  }
+
+  revalidation(result: 'not_modified' | 'changed' | 'missing' | 'error'): void {
+    this.#revalidations.inc({ result })
+  }
+
+  staleIfError(): void {
+    this.#staleIfError.inc()
+  }
+
+  negativeHit(): void {
+    this.#negativeHits.inc()
+  }
+
+  purged(entries: number): void {
+    this.#purged.inc(entries)
+  }
+
+  verifyCheck(result: 'match' | 'mismatch' | 'error' | 'skipped'): void {
+    this.#verifyChecks.inc({ result })
+    if (result === 'mismatch') this.#verifyMismatches.inc()
   }
 
   diskError(op: string): void {

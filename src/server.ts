@@ -16,6 +16,8 @@ export interface RunningServer {
   server: Server
   /** The metrics listener's URL, when `metrics.listen` is set. */
   metricsUrl?: string
+  /** Background revalidations and verify checks in flight have ended (tests). */
+  settled(): Promise<void>
   close(): Promise<void>
 }
 
@@ -37,15 +39,15 @@ async function initSentry(config: Config, logger: Logger): Promise<((error: unkn
  * cannot be opened (permissions, missing mount) is logged and skipped: the gateway still
  * serves, memory-only, rather than refusing to start.
  */
-async function createCache(config: Config, logger: Logger, telemetry: Telemetry): Promise<Cache> {
-  const memory = createMemoryCache({ maxBytes: config.cache.max_memory })
+async function createCache(config: Config, logger: Logger, telemetry: Telemetry, now?: () => number): Promise<Cache> {
+  const memory = createMemoryCache({ maxBytes: config.cache.max_memory, now })
   const { max_disk: maxDisk, disk_path: diskPath } = config.cache
   if (maxDisk <= 0) return memory
   try {
-    const disk = await openDiskCache({ path: diskPath, maxBytes: maxDisk, logger, onError: (op) => telemetry.diskError(op) })
+    const disk = await openDiskCache({ path: diskPath, maxBytes: maxDisk, logger, onError: (op) => telemetry.diskError(op), now })
     const recovered = disk.stats().disk
     logger.info('disk cache opened', { path: diskPath, max_disk: maxDisk, entries: recovered?.entries ?? 0, bytes: recovered?.bytes ?? 0 })
-    return createHybridCache({ memory, disk, maxPromoteSize: config.cache.max_object_size })
+    return createHybridCache({ memory, disk, maxPromoteSize: config.cache.max_object_size, now })
   } catch (error) {
     telemetry.diskError('open')
     logger.warn('disk cache unavailable; running memory-only', { path: diskPath, err: error })
@@ -96,7 +98,10 @@ async function listenMetrics(handle: RequestListener, address: { host: string; p
  * // ... later
  * await running.close()
  */
-export async function startServer(config: Config, options: { logger?: Logger; stores?: Map<string, Store>; objectHooks?: AppDeps['objectHooks'] } = {}): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  options: { logger?: Logger; stores?: Map<string, Store>; objectHooks?: AppDeps['objectHooks']; /** Clock for the cache's ages (tests). */ now?: () => number } = {},
+): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(levelFromEnv(config.log.level))
   const reportError = await initSentry(config, logger)
   const telemetry = new Telemetry({ defaultMetrics: true })
@@ -107,8 +112,8 @@ export async function startServer(config: Config, options: { logger?: Logger; st
   // Then buckets with a `fallback` list read through the ranked, breaker-guarded group.
   const { stores, health } = withFallbacks(decorated, config.stores)
   telemetry.attachStoreHealth(() => new Map([...health].map(([id, h]) => [id, h.snapshot()])))
-  const cache = await createCache(config, logger, telemetry)
-  const { handle, metricsHandle } = createApp({ config, stores, cache, logger, telemetry, reportError, objectHooks: options.objectHooks })
+  const cache = await createCache(config, logger, telemetry, options.now)
+  const { handle, metricsHandle, objects } = createApp({ config, stores, cache, logger, telemetry, reportError, objectHooks: options.objectHooks, now: options.now })
 
   // Node enforces headersTimeout when it sweeps its connections: every 5 s, not every 30 s.
   const server: Server = createServer({ connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS }, handle)
@@ -158,9 +163,10 @@ export async function startServer(config: Config, options: { logger?: Logger; st
       await new Promise<void>((resolve) => server.close(() => resolve()))
       clearTimeout(timer)
       await metricsClosed
+      await objects.settled()
       await Promise.all([...decorated.values()].map((s) => s.close?.().catch(() => {})))
       await cache.close?.()
       logger.info('stopped')
     })())
-  return { url, server, metricsUrl: metrics?.url, close }
+  return { url, server, metricsUrl: metrics?.url, settled: () => objects.settled(), close }
 }

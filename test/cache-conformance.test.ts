@@ -213,6 +213,27 @@ function describeCache(name: string, factory: (maxBytes: number, now: () => numb
       assert.equal((await cache.get('b\u0000copied'))?.storedAt, 1_600_000_000_000)
     })
 
+    it('refresh restarts the age of the version it names, and of no other', async () => {
+      const body = randomBytes(KiB)
+      const meta = metaOf(body, { etag: '"v1"' })
+      const stored = clock.ms
+      await cache.set('b\u0000fresh', meta, body)
+      cache.refresh?.('b\u0000fresh', { ...meta, etag: '"v2"' }, stored + 1000)
+      assert.equal((await cache.get('b\u0000fresh'))?.storedAt, stored, 'another ETag: untouched')
+      cache.refresh?.('b\u0000fresh', meta, stored + 5000)
+      assert.equal((await cache.get('b\u0000fresh'))?.storedAt, stored + 5000)
+      assert.equal(cache.peek?.('b\u0000fresh')?.storedAt ?? stored + 5000, stored + 5000)
+      cache.refresh?.('b\u0000absent', meta, stored)
+      assert.equal(await cache.get('b\u0000absent'), undefined)
+    })
+
+    it('keys(prefix) lists each entry under the prefix once', async () => {
+      const body = randomBytes(100)
+      for (const key of [cacheKey('b', 'p/1'), cacheKey('b', 'p/2'), `${cacheKey('b', 'p/2')}\u0000page:0`, cacheKey('b', 'q'), cacheKey('c', 'p/1')]) await cache.set(key, metaOf(body), body)
+      assert.deepEqual(cache.keys?.(cacheKey('b', 'p/')).sort(), [cacheKey('b', 'p/1'), cacheKey('b', 'p/2'), `${cacheKey('b', 'p/2')}\u0000page:0`].sort())
+      assert.deepEqual(cache.keys?.(cacheKey('b', 'zzz')), [])
+    })
+
     it('keys with unicode, slashes, dots and NUL separators stay distinct', async () => {
       const keys = [
         cacheKey('bucket', 'path/to/ké y.txt'),

@@ -44,7 +44,7 @@ describe('cachegate keygen', () => {
   })
 
   it('every subcommand has --help; bad usage exits 2', async () => {
-    for (const args of [['--help'], ['keygen', '--help'], ['sign', '--help']]) {
+    for (const args of [['--help'], ['keygen', '--help'], ['sign', '--help'], ['purge', '--help']]) {
       const res = await runCli(args)
       assert.equal(res.code, 0)
       assert.match(res.stdout, /^Usage: cachegate/)
@@ -52,6 +52,7 @@ describe('cachegate keygen', () => {
     assert.equal((await runCli(['keygen'])).code, 2)
     assert.equal((await runCli(['frobnicate'])).code, 2)
     assert.equal((await runCli(['sign', '--bucket', 'b'])).code, 2)
+    assert.equal((await runCli(['purge', '--bucket', 'b', '--path', 'p'])).code, 2)
   })
 })
 

@@ -45,6 +45,11 @@ export interface BenchEnv {
   gateway: GatewayServer
   /** The default cache settings (max_object_size 64 MiB, 16 MiB pages): large objects stream or page. */
   gatewayDefaults: GatewayServer
+  /**
+   * `gateway` with `revalidate_after: 7d`: every hit runs the freshness check, none is ever
+   * stale (issue 13's "the check costs under 5% of a hit"). Only with `startEnv({ revalidate })`.
+   */
+  gatewayReval?: GatewayServer
   /** Undefined when the gateway has no disk tier (yet); `diskNote` says why. */
   gatewayDisk?: GatewayServer
   diskNote: string
@@ -90,7 +95,7 @@ function gatewayConfig(s3: S3rverServer, proxy: CountingProxy, keys: { public_ke
 }
 
 /** `root`: run the gateways from another checkout (to measure a patch); default this one. */
-export async function startEnv(options: { cold: boolean; root?: string }): Promise<BenchEnv> {
+export async function startEnv(options: { cold: boolean; root?: string; revalidate?: boolean }): Promise<BenchEnv> {
   pinSelf()
   const tools = ensureTools()
   const dir = await mkdtemp(path.join(tmpdir(), 'cachegate-bench-'))
@@ -124,6 +129,9 @@ export async function startEnv(options: { cold: boolean; root?: string }): Promi
     const keys = generateKeyPair()
     // Big enough for every hot object and the cold 256 MiB copies, so nothing is evicted.
     const gateway = await startGateway('gateway', path.join(dir, 'gateway'), gatewayConfig(s3, proxy, keys, { max_memory: '3GiB', max_object_size: '512MiB' }), [], options.root)
+    const gatewayReval = options.revalidate
+      ? await startGateway('gateway-reval', path.join(dir, 'gateway-reval'), gatewayConfig(s3, proxy, keys, { max_memory: '3GiB', max_object_size: '512MiB', revalidate_after: '7d' }), [], options.root)
+      : undefined
     const gatewayDefaults = await startGateway('gateway-defaults', path.join(dir, 'gateway-defaults'), gatewayConfig(s3, proxy, keys, {}), [], options.root)
     let gatewayDisk: GatewayServer | undefined
     let diskNote = ''
@@ -158,6 +166,7 @@ export async function startEnv(options: { cold: boolean; root?: string }): Promi
       proxy,
       keys,
       gateway,
+      gatewayReval,
       gatewayDefaults,
       gatewayDisk,
       diskNote,

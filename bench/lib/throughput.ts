@@ -191,8 +191,30 @@ function authWorkload(env: BenchEnv): Workload {
   }
 }
 
+/**
+ * The freshness check's cost on a memory hit: the same object from a gateway with
+ * `revalidate_after` off and one with it set so long that the check runs on every hit but
+ * never fires, interleaved in one run (issue 13: under 5% of a hit).
+ */
+function revalidateWorkload(env: BenchEnv, id: string, title: string, key: string, size: number): Workload {
+  const targets = [gatewayTarget('gateway', 'gateway, revalidate_after off', env.gateway, key, size)]
+  const skipped: Workload['skipped'] = []
+  if (env.gatewayReval) {
+    const gw = env.gatewayReval
+    const path = `/bench/${key}`
+    // Exactly `hit=1`: a stale hit (`hit=1; stale`) would mean the check fired.
+    targets.push({ id: 'gateway-reval', label: 'gateway, revalidate_after 7d', url: gw.url, request: { paths: [path], headers: bearer }, preflight: warmCheck(gw.url, [path], bearer, { status: 200, bytes: size, hitHeader: ['x-cg-status', /^hit=1$/] }) })
+  } else skipped.push({ id: 'gateway-reval', label: 'gateway, revalidate_after 7d', reason: 'not started (run with --revalidate)' })
+  return { id, title, dynamic: false, targets, skipped, comparisons: [{ subject: 'gateway-reval', baseline: 'gateway', min: 0.95, goal: '≥ 0.95× with revalidate_after off (the check costs < 5%)' }] }
+}
+
+/** Workloads run only when asked for (`--revalidate`, or named in `--only`). */
+export const OPTIONAL_WORKLOADS = ['hit-4k-reval', 'hit-1m-reval']
+
 export function workloads(env: BenchEnv): Workload[] {
   return [
+    revalidateWorkload(env, 'hit-4k-reval', '4 KiB memory hit: revalidate_after on vs off', HOT['4k'], 4 * KiB),
+    revalidateWorkload(env, 'hit-1m-reval', '1 MiB memory hit: revalidate_after on vs off', HOT['1m'], 1024 * KiB),
     hitWorkload(env, 'hit-4k', '4 KiB memory hit', HOT['4k'], 4 * KiB, [
       { subject: 'gateway', baseline: 'raw', min: 0.85, goal: '≥ 0.85× raw node:http' },
       { subject: 'nginx', baseline: 'raw', goal: 'nginx vs raw node:http (context)' },

@@ -164,6 +164,13 @@ export function createHybridCache(options: HybridCacheOptions): HybridCache {
       await Promise.all([memory.delete(key), disk.delete(key)])
     },
 
+    refresh(key, meta, storedAt) {
+      memory.refresh?.(key, meta, storedAt)
+      disk.refresh?.(key, meta, storedAt)
+    },
+
+    keys: (prefix) => [...new Set([...(memory.keys?.(prefix) ?? []), ...(disk.keys?.(prefix) ?? [])])],
+
     stats(): Record<string, TierStats> {
       return { ...memory.stats(), ...disk.stats() }
     },

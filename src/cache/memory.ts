@@ -1,6 +1,7 @@
 import type { ObjectMeta } from '../stores/types.ts'
 import { type Bytes, byteLength } from './bytes.ts'
 import { S3FifoCache } from './s3fifo.ts'
+import { keysWith } from './keys.ts'
 import type { Cache, CacheHit, TierStats } from './types.ts'
 
 /** Bytes charged per entry on top of the body: key, metadata and bookkeeping, estimated. */
@@ -50,6 +51,11 @@ export function createMemoryCache(options: MemoryCacheOptions): Cache & { peek(k
     async delete(key) {
       entries.delete(key)
     },
+    refresh(key, meta, storedAt) {
+      const entry = entries.peek(key)
+      if (entry && entry.meta.size === meta.size && entry.meta.etag === meta.etag) entry.storedAt = storedAt
+    },
+    keys: (prefix) => keysWith(entries.keys(), prefix),
     stats(): Record<string, TierStats> {
       return { memory: { entries: entries.size, bytes: entries.bytes, maxBytes: options.maxBytes } }
     },

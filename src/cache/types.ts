@@ -37,6 +37,15 @@ export interface Cache {
   /** Stores a complete object; false when it does not fit (too large) and was not stored. */
   set(key: string, meta: ObjectMeta, body: Bytes, options?: SetOptions): Promise<boolean>
   delete(key: string): Promise<void>
+  /**
+   * Marks the entry under `key` as confirmed current at `storedAt` (a revalidation got a 304),
+   * if it still holds the version `meta` describes (same size and ETag). Only the age changes;
+   * a disk tier keeps the new time in its index, not in the file (after a restart the entry is
+   * revalidated once more).
+   */
+  refresh?(key: string, meta: ObjectMeta, storedAt: number): void
+  /** The keys held that start with `prefix` (purge), each once across tiers. */
+  keys?(prefix: string): string[]
   /** Per tier, e.g. `{ memory: {...}, disk: {...} }`. */
   stats(): Record<string, TierStats>
   close?(): Promise<void>

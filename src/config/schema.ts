@@ -2,6 +2,7 @@ import { z } from 'zod'
 import { decodeBase64Url, isUsablePublicKey, publicKeyOf } from '../auth/keys.ts'
 import { parseTrustedProxies } from '../http/client-address.ts'
 import { CORS_METHODS, parseOriginRule } from '../http/cors/origins.ts'
+import { parseDuration } from './duration.ts'
 import { parseSize } from './size.ts'
 
 /** YAML `null`, a missing key and `FOO=` in the environment all mean "unset". */
@@ -18,6 +19,19 @@ const size = z.preprocess(
       return z.NEVER
     }
     return bytes
+  }),
+)
+
+/** A duration (`30s`, `10m`, `1h`, `7d`, or seconds), in milliseconds. */
+export const duration = z.preprocess(
+  unset,
+  z.union([z.string(), z.number()]).transform((value, ctx) => {
+    const ms = parseDuration(value)
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'not a duration (examples: 30s, 10m, 1h, 7d, or plain seconds)' })
+      return z.NEVER
+    }
+    return ms
   }),
 )
 
@@ -75,6 +89,10 @@ const auth = z
     bearer_token: optionalString.refine((value) => value === undefined || value.length >= 16, {
       message: 'bearer_token must be at least 16 characters',
     }),
+    /** Hex SHA-256 of the token that may call `/_admin/*` (purge); unset: no admin endpoints. */
+    admin_token_sha256: optionalString.refine((value) => value === undefined || /^[0-9a-fA-F]{64}$/.test(value), {
+      message: 'admin_token_sha256 must be 64 hex digits (the SHA-256 of the token)',
+    }),
   })
   .strict()
   .superRefine((value, ctx) => {
@@ -86,6 +104,17 @@ const auth = z
     }
   })
 
+/** The freshness keys, globally under `cache` and per store under `stores.<id>.cache`. */
+const freshnessKeys = {
+  /** A hit older than this is revalidated in the background; unset: never. */
+  revalidate_after: duration.optional(),
+  /** Past revalidate_after + max_stale a hit waits for its revalidation; unset: never. */
+  max_stale: duration.optional(),
+  /** A 404 from the store is remembered this long; 0: off. */
+  negative_ttl: duration.optional(),
+}
+const storeCache = z.preprocess(unset, z.object(freshnessKeys).strict().optional())
+
 const MiB = 2 ** 20
 const cache = z
   .object({
@@ -96,6 +125,12 @@ const cache = z
     max_upload_size: size.default(5 * 2 ** 30),
     /** Objects over max_object_size are cached in pages of this size (0: streamed, not cached). */
     page_size: size.optional(),
+    /** Freshness (issue 13): all off by default, objects are immutable. Per store: `stores.<id>.cache`. */
+    ...freshnessKeys,
+    /** Share of hits checked against the store in the background (0–1). */
+    verify_sample_rate: number.pipe(z.number().min(0).max(1)).default(0),
+    /** Every read from the store, still filling and checking the cache (a trial mode). */
+    verify_only: bool.default(false),
   })
   .strict()
   .superRefine((value, ctx) => {
@@ -178,12 +213,13 @@ const cors = z.preprocess(
 /** Other stores holding the same keys, read when this one fails or lacks a key (see `with-fallback.ts`). */
 const fallback = z.preprocess(unset, z.array(z.string().min(1)).optional())
 
-const fsStore = z.object({ type: z.literal('fs'), root: z.string().min(1), fallback, cors }).strict()
+const fsStore = z.object({ type: z.literal('fs'), root: z.string().min(1), fallback, cors, cache: storeCache }).strict()
 const s3Store = z
   .object({
     type: z.literal('s3'),
     fallback,
     cors,
+    cache: storeCache,
     bucket: z.string().min(3).max(63),
     region: optionalString.default('us-east-1'),
     access_key: optionalString,
@@ -205,6 +241,7 @@ const azureStore = z
     type: z.literal('azure'),
     fallback,
     cors,
+    cache: storeCache,
     container: z.string().min(3).max(63),
     connection_string: z.string().min(1),
   })

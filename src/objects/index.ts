@@ -1,12 +1,17 @@
 import type { Cache } from '../cache/types.ts'
 import type { Logger } from '../log.ts'
 import type { Telemetry } from '../metrics.ts'
+import { type FreshnessPolicy, IMMUTABLE } from './freshness.ts'
 import { KnownObjects } from './known.ts'
+import { NegativeCache } from './negative.ts'
+import { createPurge } from './purge.ts'
 import { createReadPath } from './read.ts'
+import { Verifier } from './verify.ts'
 import type { ObjectService } from './types.ts'
 import { createWritePath } from './write.ts'
 
-export type { ObjectService, ObjectSource, OpenObject, WriteOptions } from './types.ts'
+export type { FreshnessStatus, ObjectService, ObjectSource, OpenObject, WriteOptions } from './types.ts'
+export { type FreshnessPolicy, IMMUTABLE, policyOf } from './freshness.ts'
 
 export interface ObjectServiceOptions {
   cache: Cache
@@ -20,6 +25,16 @@ export interface ObjectServiceOptions {
   readAhead?: number
   telemetry: Telemetry
   logger: Logger
+  /** Clock (ms since epoch) for the age of hits: the one the cache stamps entries with. Default `Date.now`. */
+  now?: () => number
+  /** Freshness per store id (freshness.ts `policyOf`); a store not listed is immutable. */
+  freshness?: ReadonlyMap<string, FreshnessPolicy>
+  /** Share of hits compared with the store in the background (0–1). */
+  verifySampleRate?: number
+  /** Every read from the store; hits only compared with it. */
+  verifyOnly?: boolean
+  /** For verify sampling (tests). Default `Math.random`. */
+  random?: () => number
 }
 
 /**
@@ -34,9 +49,32 @@ export interface ObjectServiceOptions {
 export function createObjectService(options: ObjectServiceOptions): ObjectService {
   const { cache, maxObjectSize, telemetry } = options
   const pageSize = options.pageSize ?? 0
-  const known = new KnownObjects(cache, (meta) => pageSize > 0 && meta.size > maxObjectSize)
-  const reads = createReadPath({ cache, known, maxObjectSize, pageSize, readAhead: options.readAhead ?? 2, telemetry, logger: options.logger })
+  const now = options.now ?? Date.now
+  const known = new KnownObjects(cache, (meta) => pageSize > 0 && meta.size > maxObjectSize, now)
+  const policies = options.freshness ?? new Map<string, FreshnessPolicy>()
+  const policyFor = (storeId: string) => policies.get(storeId) ?? IMMUTABLE
+  const revalidates = [...policies.values()].some((policy) => policy.revalidateAfter !== Infinity)
+  const negative = new NegativeCache({ now })
+  let invalidate: (ck: string) => Promise<void> = async () => {}
+  const verifier = new Verifier({ rate: options.verifySampleRate ?? 0, random: options.random, telemetry, logger: options.logger, drop: (ck) => invalidate(ck) })
+  const reads = createReadPath({
+    cache,
+    known,
+    maxObjectSize,
+    pageSize,
+    readAhead: options.readAhead ?? 2,
+    telemetry,
+    logger: options.logger,
+    now,
+    policyFor,
+    revalidates,
+    negative,
+    verifier,
+    verifyOnly: options.verifyOnly ?? false,
+  })
+  invalidate = reads.invalidate
   const writes = createWritePath({ cache, known, invalidate: reads.invalidate, maxObjectSize, maxUploadSize: options.maxUploadSize })
+  const purge = createPurge({ cache, known, negative, detach: reads.detach })
   return {
     open: reads.open,
     openInMemory: reads.openInMemory,
@@ -44,5 +82,11 @@ export function createObjectService(options: ObjectServiceOptions): ObjectServic
     prefetch: reads.prefetch,
     write: writes.write,
     inflightFills: reads.inflightFills,
+    purge: async (bucket, what) => {
+      const dropped = await purge(bucket, what)
+      telemetry.purged(dropped)
+      return dropped
+    },
+    settled: reads.settled,
   }
 }

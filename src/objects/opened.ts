@@ -34,6 +34,7 @@ export function fromMemory(hit: Extract<CacheHit, { tier: 'memory' }>): OpenObje
     read: async (range) => (range ? sliceBytes(body, range.start, range.end) : body),
     cached: ALL_CACHED,
     release: NOTHING,
+    freshness: undefined,
   }
 }
 

@@ -1,17 +1,20 @@
 import type { Readable } from 'node:stream'
-import { Fill } from '../cache/fill.ts'
 import { cacheKey } from '../cache/keys.ts'
 import { Singleflight } from '../cache/singleflight.ts'
 import type { Cache } from '../cache/types.ts'
-import { SNIFF_BYTES, contentTypeFromKey, isGenericContentType, typeFromMagicBytes } from '../content-type.ts'
-import { UpstreamError, asUpstreamError } from '../errors.ts'
+import { UpstreamError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { CacheResult, Telemetry } from '../metrics.ts'
-import type { ByteRange, ObjectMeta, Store } from '../stores/types.ts'
+import type { ByteRange, GetResult, ObjectMeta, Store } from '../stores/types.ts'
+import { type Outcome, firstGet, settle, typed } from './first-get.ts'
+import { createFreshReads } from './fresh-reads.ts'
+import { EXPIRED, type FreshnessPolicy, Revalidator, STALE, stalenessOf } from './freshness.ts'
 import type { KnownObjects } from './known.ts'
-import { type ReadVersion, direct, fromDisk, fromFill, fromMemory, paged, passThrough } from './opened.ts'
+import type { NegativeCache } from './negative.ts'
+import { type ReadVersion, direct, fromFill, fromMemory, paged, passThrough } from './opened.ts'
 import { createPager } from './pages.ts'
-import type { ObjectService, OpenObject } from './types.ts'
+import type { FreshnessStatus, ObjectService, OpenObject } from './types.ts'
+import type { Verifier } from './verify.ts'
 import { sameVersion } from './versions.ts'
 
 export interface ReadPathOptions {
@@ -23,73 +26,16 @@ export interface ReadPathOptions {
   readAhead: number
   telemetry: Telemetry
   logger: Logger
-}
-
-/** What the first GET of an object found, shared by every request coalesced on it. */
-type Outcome =
-  | { kind: 'missing' }
-  /** Cacheable: a fill every reader follows; `done` settles once it is cached (or failed). */
-  | { kind: 'fill'; fill: Fill; done: Promise<void> }
-  /** Too large to cache whole: the first reader takes the upstream body. */
-  | { kind: 'too-large'; meta: ObjectMeta; take(): Readable | undefined }
-
-/**
- * A stored object whose type says nothing (none, or octet-stream: what S3 and Azure assign
- * when the writer gave none) is typed like a PUT would type it: by the key's extension here,
- * by its magic bytes once they arrive (`sniffed`).
- */
-function typed(key: string, meta: ObjectMeta): ObjectMeta {
-  if (!isGenericContentType(meta.contentType)) return meta
-  return { ...meta, contentType: contentTypeFromKey(key) ?? meta.contentType }
-}
-
-/**
- * An object's first GET, shared by every request coalesced on it: a fill for a cacheable
- * object (typed by its magic bytes when the store gave it no useful type), else the body of
- * one too large to cache.
- */
-async function firstGet(at: { options: ReadPathOptions; ck: string; store: Store; key: string; isCurrent: () => boolean }): Promise<Outcome> {
-  const { options, ck, store, key, isCurrent } = at
-  const { cache, known, maxObjectSize, telemetry, logger } = options
-  // No client signal here: the fill belongs to the gateway, not to the first client.
-  const got = await store.get(key)
-  if (!got) return { kind: 'missing' }
-  const meta = typed(key, got.meta)
-  if (meta.size > maxObjectSize) {
-    if (isCurrent()) known.remember(ck, meta)
-    let body: Readable | undefined = got.body
-    const take = () => {
-      const taken = body
-      body = undefined
-      return taken
-    }
-    return { kind: 'too-large', meta, take }
-  }
-  const fill = new Fill(meta)
-  const filled = fill.consume(got.body)
-  // An untyped object waits for its leading bytes (or its end) to be typed by them.
-  const typing = isGenericContentType(meta.contentType)
-    ? fill.head(SNIFF_BYTES).then(async (head) => {
-        // A parser failure on odd bytes is no reason to fail the response: keep the generic type.
-      const sniffed = await typeFromMagicBytes(head).catch(() => undefined)
-        if (sniffed) fill.meta = { ...meta, contentType: sniffed }
-      })
-    : Promise.resolve()
-  const done = Promise.all([filled, typing]).then(
-    async ([bytes]) => {
-      if (isCurrent()) await cache.set(ck, fill.meta, bytes)
-    },
-    (error: unknown) => {
-      telemetry.upstreamError(store.id, 'get-body', error instanceof UpstreamError ? error.kind : 'io')
-      logger.warn('upstream body failed mid-fill; not cached', { store: store.id, err: error })
-    },
-  )
-  // A body that fails before its leading bytes fails the flight: nothing was sent, so a 5xx.
-  await typing.catch((error: unknown) => {
-    throw asUpstreamError(store.id, error, 'upstream body failed before its first bytes')
-  })
-  if (isCurrent()) known.remember(ck, fill.meta)
-  return { kind: 'fill', fill, done }
+  /** Clock (ms since epoch) for the age of hits; the cache's stored-at times use the same one. */
+  now: () => number
+  /** Each store's freshness (freshness.ts); `IMMUTABLE` when nothing is configured. */
+  policyFor(storeId: string): FreshnessPolicy
+  /** Some store revalidates: only then is a hit's age looked at. */
+  revalidates: boolean
+  negative: NegativeCache
+  verifier: Verifier
+  /** `cache.verify_only`: every read goes to the store; hits are only compared with it. */
+  verifyOnly: boolean
 }
 
 /**
@@ -98,7 +44,7 @@ async function firstGet(at: { options: ReadPathOptions; ck: string; store: Store
  * pass-through read. Counts each request's cache result once, from its object's `source`.
  */
 export function createReadPath(options: ReadPathOptions) {
-  const { cache, known, maxObjectSize, pageSize, telemetry, logger } = options
+  const { cache, known, maxObjectSize, pageSize, telemetry, logger, now, policyFor, revalidates, negative, verifier, verifyOnly } = options
   const fills = new Singleflight<string, Outcome>()
   const heads = new Singleflight<string, ObjectMeta | null>()
 
@@ -154,24 +100,58 @@ export function createReadPath(options: ReadPathOptions) {
       const found = await store.head(key)
       const meta = found && typed(key, found)
       if (meta && isCurrent()) known.remember(ck, meta)
+      if (!meta && isCurrent()) negative.remember(ck, policyFor(store.id).negativeTtl)
       return meta
     }).value
   }
 
+  /** A 200 from a revalidation: its body fills the cache like a first GET (dropped when too large). */
+  async function adopt(ck: string, store: Store, key: string, got: GetResult): Promise<void> {
+    const { value, joined } = fills.run(
+      ck,
+      (isCurrent) => settle({ options, ck, store, key, isCurrent }, got),
+      (outcome) => (outcome.kind === 'fill' ? outcome.done : undefined),
+    )
+    if (joined) got.body.destroy()
+    const outcome = await value
+    if (outcome.kind === 'fill') return outcome.done
+    if (outcome.kind === 'too-large') outcome.take()?.destroy()
+    await cache.delete(ck)
+  }
+
+  const revalidator = new Revalidator({ cache, known, negative, pageSize, now, telemetry, logger, adopt })
+  const { serveHit, recallFresh, revalidateLater } = createFreshReads({ cache, known, revalidator, policyFor, revalidates, now, telemetry, maxObjectSize, pageSize, versionOf })
+
   /** The object for a GET, uncounted: `open` counts it. */
   async function lookup(store: Store, key: string, ranged: boolean, method: string): Promise<OpenObject | null> {
     const ck = cacheKey(store.id, key)
+    if (verifyOnly) return verifying(store, key, ck, ranged, method)
     const hit = await cache.get(ck)
-    if (hit) return hit.tier === 'memory' ? fromMemory(hit) : fromDisk(hit, versionOf(store, key))
-    let meta = await known.recall(ck)
+    if (hit) {
+      const served = await serveHit(store, key, ck, hit)
+      if (served !== undefined) {
+        if (served && verifier.sample()) verifier.check(store, key, ck, hit)
+        return served
+      }
+    }
+    if (negative.has(ck)) {
+      telemetry.negativeHit()
+      return null
+    }
+    return fetchObject(store, key, ck, ranged, method, (await recallFresh(store, ck, key))?.meta)
+  }
+
+  /** A miss: a paged or direct read of a large object, else the object's one flight. */
+  async function fetchObject(store: Store, key: string, ck: string, ranged: boolean, method: string, recalled: ObjectMeta | undefined): Promise<OpenObject | null> {
+    let meta = recalled
     if (!meta && ranged && !fills.has(ck)) {
       meta = (await headOnce(ck, store, key)) ?? undefined
       if (!meta) return null
     }
     if (meta && meta.size > maxObjectSize) {
-      if (pageSize > 0) return pagedObject(store, key, ck, meta, method)
+      if (pageSize > 0 && !verifyOnly) return pagedObject(store, key, ck, meta, method)
       // Page caching off: each range is its own ranged upstream GET, never the whole object.
-      if (ranged) return direct(meta, versionOf(store, key))
+      if (ranged || verifyOnly) return direct(meta, versionOf(store, key))
     }
     const { value, joined } = fillOnce(ck, store, key)
     const outcome = await value
@@ -184,6 +164,30 @@ export function createReadPath(options: ReadPathOptions) {
     return passThrough(outcome.meta, outcome.take, versionOf(store, key), joined)
   }
 
+  /**
+   * `verify_only`: never serves cached bytes. A whole object is read through its fill (which
+   * caches the store's bytes again) and a cached copy compared with it; a large one is read
+   * with exact ranged GETs.
+   */
+  async function verifying(store: Store, key: string, ck: string, ranged: boolean, method: string): Promise<OpenObject | null> {
+    const hit = await cache.get(ck)
+    if (!hit) return fetchObject(store, key, ck, ranged, method, (await known.recall(ck))?.meta)
+    const { value, joined } = fillOnce(ck, store, key)
+    const outcome = await value
+    if (outcome.kind === 'missing') {
+      telemetry.verifyCheck('mismatch')
+      logger.warn('verify: cached object is gone from the store; dropped', { bucket: store.id, path: key, cached_etag: hit.meta.etag ?? null })
+      await cache.delete(ck)
+      return null
+    }
+    if (outcome.kind === 'fill') {
+      verifier.compareWithFill(store, key, hit, outcome.fill)
+      return fromFill(outcome.fill, joined)
+    }
+    await cache.delete(ck)
+    return passThrough(outcome.meta, outcome.take, versionOf(store, key), joined)
+  }
+
   function count<T extends OpenObject | null | undefined>(method: string, object: T): T {
     // A paged object's result depends on its ranges: it counts itself once they are planned.
     if (object && object.source !== 'page') telemetry.cacheResult(method, object.result)
@@ -193,16 +197,46 @@ export function createReadPath(options: ReadPathOptions) {
   return {
     open: async (store, key, ranged, method = 'GET') => count(method, await lookup(store, key, ranged, method)),
 
+    /** The hot path: with freshness on, a hit's age costs a Map lookup and two comparisons; nothing is allocated unless it is stale. */
     openInMemory(store, key, method = 'GET') {
-      const hit = cache.peek?.(cacheKey(store.id, key))
-      return hit && count(method, fromMemory(hit))
+      if (verifyOnly) return undefined
+      const ck = cacheKey(store.id, key)
+      const hit = cache.peek?.(ck)
+      if (!hit) return undefined
+      let freshness: FreshnessStatus | undefined
+      if (revalidates) {
+        const policy = policyFor(store.id)
+        const state = stalenessOf(hit.storedAt, policy, now())
+        // Past max_stale: the async path waits for the revalidation.
+        if (state === EXPIRED) return undefined
+        if (state === STALE) {
+          revalidateLater(store, key, ck, hit, policy)
+          freshness = 'stale'
+        }
+      }
+      if (verifier.rate > 0 && verifier.sample()) verifier.check(store, key, ck, hit)
+      const object = fromMemory(hit)
+      object.freshness = freshness
+      return count(method, object)
     },
 
     async head(store, key) {
       const ck = cacheKey(store.id, key)
-      const hit = await cache.get(ck)
-      telemetry.cacheResult('HEAD', hit ? 'hit' : 'miss')
-      if (hit) return { meta: hit.meta, result: 'hit' }
+      const hit = verifyOnly ? undefined : await cache.get(ck)
+      const served = hit && (await serveHit(store, key, ck, hit))
+      if (served === null) {
+        telemetry.cacheResult('HEAD', 'miss')
+        return null
+      }
+      telemetry.cacheResult('HEAD', served ? 'hit' : 'miss')
+      if (served) {
+        served.release()
+        return { meta: served.meta, result: 'hit', freshness: served.freshness }
+      }
+      if (negative.has(ck)) {
+        telemetry.negativeHit()
+        return null
+      }
       const meta = await headOnce(ck, store, key)
       return meta && { meta, result: 'miss' }
     },
@@ -225,11 +259,25 @@ export function createReadPath(options: ReadPathOptions) {
     async invalidate(ck: string): Promise<void> {
       fills.forget(ck)
       heads.forget(ck)
+      revalidator.forget(ck)
+      negative.forget(ck)
       await Promise.all([cache.delete(ck), known.forget(ck)])
     },
 
+    /** Detaches what is in flight for `ck` (a purge), so nothing re-caches what was there. */
+    detach(ck: string): void {
+      fills.forget(ck)
+      heads.forget(ck)
+      revalidator.forget(ck)
+    },
+
+    async settled(): Promise<void> {
+      while (revalidator.running().length > 0) await Promise.allSettled(revalidator.running())
+      await verifier.settled()
+    },
+
     inflightFills: () => fills.size + pager.inflight(),
-  } satisfies Omit<ObjectService, 'write'> & { invalidate(ck: string): Promise<void> }
+  } satisfies Omit<ObjectService, 'write' | 'purge'> & { invalidate(ck: string): Promise<void>; detach(ck: string): void }
 }
 
 export type ReadPath = ReturnType<typeof createReadPath>

@@ -57,7 +57,16 @@ export interface OpenObject {
   release(): void
   /** The whole object, when it sits in memory: served with no await at all. */
   bytes?: Bytes
+  /** A hit's freshness when it is worth saying (`X-CG-Status`); undefined: fresh, or freshness off. */
+  freshness?: FreshnessStatus
 }
+
+/**
+ * `stale`: served while a background revalidation runs; `revalidated`: the store confirmed it
+ * (304) while the request waited; `stale-if-error`: the store failed, the cached copy was served;
+ * `replaced`: the store had a new version, fetched while the request waited.
+ */
+export type FreshnessStatus = 'stale' | 'revalidated' | 'stale-if-error' | 'replaced'
 
 export interface WriteOptions {
   /** The request's Content-Type, if it sent one (already validated). */
@@ -80,11 +89,19 @@ export interface ObjectService {
   /** A memory hit, found synchronously (the hot path); undefined otherwise. */
   openInMemory(store: Store, key: string, method?: string): OpenObject | undefined
   /** HEAD: metadata from the cache when held, else from the store (one HEAD for concurrent callers). */
-  head(store: Store, key: string): Promise<{ meta: ObjectMeta; result: CacheResult } | null>
+  head(store: Store, key: string): Promise<{ meta: ObjectMeta; result: CacheResult; freshness?: FreshnessStatus | undefined } | null>
   /** Warms the cache in the background through the same singleflight. Never throws. */
   prefetch(store: Store, key: string, meta: ObjectMeta): void
   /** PUT: streams `body` to the store, then caches it when it fits. */
   write(store: Store, key: string, body: Readable, request: WriteOptions): Promise<ObjectMeta>
   /** Fills and page fills in flight (a gauge). */
   inflightFills(): number
+  /**
+   * Drops what is cached of one object (`path`) or of every object whose key starts with
+   * `prefix` in bucket `bucket`: whole entries, pages, metadata records, negative entries.
+   * Resolves with how many entries it dropped.
+   */
+  purge(bucket: string, what: { path: string } | { prefix: string }): Promise<number>
+  /** Background revalidations and verify checks in flight have ended (tests, shutdown). */
+  settled(): Promise<void>
 }

@@ -33,7 +33,7 @@ export async function tempDir(prefix = 'cachegate-test-'): Promise<string> {
 
 /** A gateway over an fs store `local` (unless `stores` says otherwise), with fresh keys. */
 export async function startGateway(
-  options: { raw?: Record<string, unknown>; stores?: Map<string, Store>; root?: string; logger?: Logger; objectHooks?: ObjectHooks } = {},
+  options: { raw?: Record<string, unknown>; stores?: Map<string, Store>; root?: string; logger?: Logger; objectHooks?: ObjectHooks; now?: () => number } = {},
 ): Promise<TestGateway> {
   const keys = generateKeyPair()
   const root = options.root ?? (await tempDir())
@@ -46,7 +46,7 @@ export async function startGateway(
     cache: { max_memory: '64MiB', max_object_size: '8MiB', ...(raw.cache as object | undefined) },
     log: { level: process.env.TEST_LOG_LEVEL ?? 'silent' },
   })
-  const running = await startServer(config, { logger: options.logger ?? createLogger(config.log.level), stores: options.stores, objectHooks: options.objectHooks })
+  const running = await startServer(config, { logger: options.logger ?? createLogger(config.log.level), stores: options.stores, objectHooks: options.objectHooks, now: options.now })
   return { ...running, config, keys, root }
 }
 

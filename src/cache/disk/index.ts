@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import type { ObjectMeta } from '../../stores/types.ts'
 import { byteLength } from '../bytes.ts'
+import { keysWith } from '../keys.ts'
 import { S3FifoCache } from '../s3fifo.ts'
 import type { CacheHit, SetOptions, TierStats } from '../types.ts'
 import { type Header, MAX_HEADER_BYTES, PREFIX_BYTES, charge, encodeHeader, encodedLength, entryPath, headerOf, storedAtOf } from './format.ts'
@@ -142,6 +143,13 @@ export async function openDiskCache(options: DiskCacheOptions): Promise<DiskCach
     touch(key) {
       index.get(key)
     },
+
+    refresh(key, meta, storedAt) {
+      const entry = index.peek(key)
+      if (entry && entry.meta.size === meta.size && entry.meta.etag === meta.etag) entry.storedAt = storedAt
+    },
+
+    keys: (prefix) => keysWith(index.keys(), prefix),
 
     stats(): Record<string, TierStats> {
       return { disk: { entries: index.size, bytes: index.bytes, maxBytes } }

@@ -23,5 +23,5 @@ export async function handleHead(ctx: ObjectContext, incoming: IncomingMessage, 
   }
   if (prefetch) ctx.objects.prefetch(store, key, found.meta)
   // Node sends no body for a HEAD request, whatever end() is given.
-  outgoing.writeHead(200, objectHeaders(found.meta, found.result === 'hit', principal, ctx.now())).end()
+  outgoing.writeHead(200, objectHeaders(found.meta, found.result === 'hit', principal, ctx.now(), found.freshness)).end()
 }

@@ -5,7 +5,7 @@ import { type Bytes, chunksOf, sliceBytes } from '../../cache/bytes.ts'
 import { isActiveContentType } from '../../content-type.ts'
 import { RangeNotSatisfiableError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
-import type { OpenObject } from '../../objects/index.ts'
+import type { FreshnessStatus, OpenObject } from '../../objects/index.ts'
 import type { ByteRange, ObjectMeta } from '../../stores/types.ts'
 import { type ConditionalHeaders, type PreconditionResult, evaluateIfRange, evaluatePreconditions, httpDate } from '../conditional.ts'
 import { type ResolvedRange, contentRange, multipartBoundary, multipartParts, parseRange, resolveRanges } from '../range.ts'
@@ -47,12 +47,19 @@ function hitHeaders(meta: ObjectMeta, principal: Principal, nowMs: number): Outg
   return headers
 }
 
-export function objectHeaders(meta: ObjectMeta, hit: boolean, principal: Principal, nowMs: number): OutgoingHttpHeaders {
+/** `X-CG-Status`: `hit=1|hit=0`, the fallback store that answered a miss, and a hit's freshness. */
+function cacheStatus(meta: ObjectMeta, hit: boolean, freshness: FreshnessStatus | undefined): string {
+  if (freshness === 'replaced') return 'hit=0; replaced'
+  if (freshness !== undefined) return `hit=1; ${freshness}`
+  return hit ? 'hit=1' : meta.servedBy ? `hit=0; store=${meta.servedBy}` : 'hit=0'
+}
+
+export function objectHeaders(meta: ObjectMeta, hit: boolean, principal: Principal, nowMs: number, freshness?: FreshnessStatus): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = {
     'Content-Type': meta.contentType,
     'Content-Length': meta.size,
     'Accept-Ranges': 'bytes',
-    'X-CG-Status': hit ? 'hit=1' : meta.servedBy ? `hit=0; store=${meta.servedBy}` : 'hit=0',
+    'X-CG-Status': cacheStatus(meta, hit, freshness),
     'X-Content-Type-Options': 'nosniff',
     ...validatorHeaders(meta, principal, nowMs),
   }
@@ -100,10 +107,10 @@ export function writeObject(
   const bytes = object.bytes
   if (bytes && (resolved.type === 'full' || resolved.ranges.length === 1)) {
     if (resolved.type === 'full') {
-      send(outgoing, 200, hitHeaders(meta, principal, nowMs), bytes, logger)
+      send(outgoing, 200, object.freshness === undefined ? hitHeaders(meta, principal, nowMs) : objectHeaders(meta, true, principal, nowMs, object.freshness), bytes, logger)
       return undefined
     }
-    const headers = objectHeaders(meta, true, principal, nowMs)
+    const headers = objectHeaders(meta, true, principal, nowMs, object.freshness)
     const range = resolved.ranges[0]!
     headers['Content-Range'] = contentRange(range, meta.size)
     headers['Content-Length'] = range.end - range.start + 1
@@ -126,7 +133,7 @@ async function writeParts(
   // Asked even of an object joined in flight: a paged one plans its reads from all the ranges.
   const cached = object.result !== 'hit' && meta.size > 0 && (await object.cached(ranges))
   const hit = object.result === 'hit' || (object.result !== 'inflight' && cached)
-  const headers = objectHeaders(meta, hit, principal, nowMs)
+  const headers = objectHeaders(meta, hit, principal, nowMs, object.freshness)
 
   if (resolved.type === 'full') {
     // An empty object has no range to read: send headers and no body.

@@ -1,0 +1,50 @@
+/**
+ * Purge (`POST /_admin/purge`): drops what is cached of one object, or of every object under a
+ * key prefix, in every tier: whole entries, pages, metadata records, negative entries. The key
+ * layout (cache/keys.ts) puts every entry of an object under its cache key, so a prefix of
+ * cache keys finds them all.
+ */
+import { cacheKey, isEntryOf, metaRecordKey } from '../cache/keys.ts'
+import type { Cache } from '../cache/types.ts'
+import type { KnownObjects } from './known.ts'
+import type { NegativeCache } from './negative.ts'
+
+/** Deletes issued at once: a prefix may name millions of entries. */
+const DELETE_BATCH = 256
+
+export interface PurgeDeps {
+  cache: Cache
+  known: KnownObjects
+  negative: NegativeCache
+  /** Detaches fills, HEADs and revalidations in flight for one object, so they cache nothing. */
+  detach(ck: string): void
+}
+
+export function createPurge(deps: PurgeDeps) {
+  const { cache, known, negative } = deps
+
+  async function dropAll(keys: readonly string[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += DELETE_BATCH) await Promise.all(keys.slice(i, i + DELETE_BATCH).map((key) => cache.delete(key)))
+  }
+
+  return async function purge(bucket: string, what: { path: string } | { prefix: string }): Promise<number> {
+    if ('path' in what) {
+      const ck = cacheKey(bucket, what.path)
+      deps.detach(ck)
+      // A tier that cannot list its keys still loses the object and its record.
+      const keys = cache.keys ? cache.keys(ck).filter((key) => isEntryOf(ck, key)) : [ck, metaRecordKey(ck)]
+      await dropAll(keys)
+      await known.forget(ck)
+      return keys.length + (negative.forget(ck) ? 1 : 0)
+    }
+    const prefix = cacheKey(bucket, what.prefix)
+    const keys = cache.keys?.(prefix) ?? []
+    for (const key of keys) {
+      // Whole entries name their object: detach its flights too.
+      if (!key.includes('\u0000', prefix.length)) deps.detach(key)
+    }
+    await dropAll(keys)
+    known.forgetPrefix(prefix)
+    return keys.length + negative.forgetPrefix(prefix)
+  }
+}
