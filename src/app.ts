@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Hono } from 'hono'
 import { getRequestListener } from '@hono/node-server'
 import { FailureLimiter } from './auth/failure-limiter.ts'
-import { createAuthenticator } from './auth/middleware.ts'
+import { type AuthRequest, type Principal, createAuthenticator } from './auth/middleware.ts'
 import type { Cache } from './cache/types.ts'
 import type { Config } from './config/schema.ts'
 import type { Logger } from './log.ts'
@@ -29,6 +29,15 @@ export interface AppDeps {
 }
 
 const INFO_METHODS = 'GET, HEAD'
+
+/** Counts each accepted credential by kind and token id (ids come from the config: bounded labels). */
+function countAuth(authenticate: (request: AuthRequest) => Principal, telemetry: Telemetry): (request: AuthRequest) => Principal {
+  return function countedAuthenticate(request) {
+    const principal = authenticate(request)
+    telemetry.authAccepted(principal.kind, principal.kind === 'bearer' ? principal.tokenId : undefined)
+    return principal
+  }
+}
 
 /**
  * Wires routes to their dependencies and returns the node:http request handler. Never
@@ -58,6 +67,9 @@ export function createApp(deps: AppDeps) {
     publicKey: config.auth.public_key,
     previousPublicKeys: config.auth.previous_public_keys.filter((k): k is string => Boolean(k)),
     bearerToken: config.auth.bearer_token,
+    keys: config.auth.keys,
+    tokens: config.auth.tokens,
+    maxLinkLifetime: config.auth.max_link_lifetime,
     limiter: limits.failed_auth_per_second > 0 && limits.failed_auth_burst > 0 ? new FailureLimiter({ perSecond: limits.failed_auth_per_second, burst: limits.failed_auth_burst }) : undefined,
     onLimited: (client) => logger.warn('failed-auth limit reached; answering 429 until it refills', { client }),
     now: deps.now,
@@ -70,7 +82,7 @@ export function createApp(deps: AppDeps) {
   const objectHandler = createObjectHandler({
     stores,
     objects,
-    frontEnd: createDefaultFrontEnd({ authenticate, clientAddress }),
+    frontEnd: createDefaultFrontEnd({ authenticate: countAuth(authenticate, telemetry), clientAddress }),
     hooks: deps.objectHooks,
     watchUpload,
     telemetry,

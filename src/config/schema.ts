@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { decodeBase64Url, isUsablePublicKey, publicKeyOf } from '../auth/keys.ts'
 import { parseTrustedProxies } from '../http/client-address.ts'
+import { parseDuration } from './duration.ts'
 import { parseSize } from './size.ts'
 
 /** YAML `null`, a missing key and `FOO=` in the environment all mean "unset". */
@@ -65,6 +66,55 @@ const publicKey = (what: string) =>
     message: `${what} is not a valid Ed25519 public key (small-order or not on the curve)`,
   })
 
+/** A comma-separated string (from the environment) or a list. */
+const list = <T extends z.ZodType>(item: T) =>
+  z.preprocess((value) => (typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : unset(value)), z.array(item))
+
+const duration = z.preprocess(
+  unset,
+  z.union([z.string(), z.number()]).transform((value, ctx) => {
+    const seconds = parseDuration(value)
+    if (seconds === undefined || seconds === 0) {
+      ctx.addIssue({ code: 'custom', message: 'not a duration (examples: 3600, 30s, 10m, 1h, 7d)' })
+      return z.NEVER
+    }
+    return seconds
+  }),
+)
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+const idField = z.string().regex(ID, 'id must be letters, digits, ".", "_" or "-" (at most 64)')
+
+/** A public key with an id: a link naming it (`kid`) is verified by this key only. */
+const keyEntry = z
+  .object({
+    id: idField,
+    public_key: z
+      .string()
+      .refine((value) => decodeBase64Url(value)?.length === 32, { message: 'public_key must be 32 bytes of base64url without padding (see `cachegate keygen`)' })
+      .refine((value) => decodeBase64Url(value)?.length !== 32 || isUsablePublicKey(value), { message: 'public_key is not a valid Ed25519 public key (small-order or not on the curve)' }),
+  })
+  .strict()
+
+/** A scoped bearer token: its SHA-256 (never the token), what it may touch. */
+const tokenEntry = z
+  .object({
+    id: idField,
+    sha256: z.string().regex(/^[0-9a-f]{64}$/, 'sha256 must be 64 lowercase hex digits (`cachegate token new` prints the entry)'),
+    /** Bucket ids, or `*` alone for all of them. */
+    buckets: list(z.string().min(1)).pipe(z.array(z.string()).min(1, 'list at least one bucket (or "*")')),
+    methods: list(z.string().transform((m) => m.toUpperCase()).pipe(z.enum(['GET', 'HEAD', 'PUT', 'ADMIN']))).pipe(z.array(z.enum(['GET', 'HEAD', 'PUT', 'ADMIN'])).min(1)),
+    prefix: optionalString.refine((value) => value === undefined || value.endsWith('/'), { message: 'prefix must end with "/"' }),
+  })
+  .strict()
+
+/** Reports each id used more than once in `entries`, at its place. */
+function uniqueIds(entries: readonly { id: string }[], ctx: z.RefinementCtx): void {
+  entries.forEach(({ id }, i) => {
+    if (entries.findIndex((e) => e.id === id) !== i) ctx.addIssue({ code: 'custom', message: `id "${id}" is used twice`, path: [i, 'id'] })
+  })
+}
+
 const auth = z
   .object({
     public_key: publicKey('public_key'),
@@ -74,14 +124,32 @@ const auth = z
     bearer_token: optionalString.refine((value) => value === undefined || value.length >= 16, {
       message: 'bearer_token must be at least 16 characters',
     }),
+    /** Public keys with ids, verifying links alongside public_key (`kid` picks one). */
+    keys: z.preprocess(unset, z.array(keyEntry).default([]).superRefine(uniqueIds)),
+    /** Scoped bearer tokens, held as SHA-256 digests. */
+    tokens: z.preprocess(
+      unset,
+      z
+        .array(tokenEntry)
+        .default([])
+        .superRefine(uniqueIds)
+        .superRefine((entries, ctx) => {
+          entries.forEach(({ sha256 }, i) => {
+            if (entries.findIndex((e) => e.sha256 === sha256) !== i) ctx.addIssue({ code: 'custom', message: 'the same token is listed twice', path: [i, 'sha256'] })
+          })
+        }),
+    ),
+    /** Links expiring further away than this (seconds) are refused. */
+    max_link_lifetime: duration.optional(),
   })
   .strict()
   .superRefine((value, ctx) => {
-    if (!value.public_key && !value.bearer_token) {
-      ctx.addIssue({ code: 'custom', message: 'set public_key (presigned links) or bearer_token, or both', path: ['public_key'] })
+    if (!value.public_key && !value.bearer_token && value.keys.length === 0 && value.tokens.length === 0) {
+      ctx.addIssue({ code: 'custom', message: 'set public_key or keys (presigned links), bearer_token or tokens, or several', path: ['public_key'] })
     }
-    if (value.private_key && value.public_key && publicKeyOf(value.private_key) !== value.public_key) {
-      ctx.addIssue({ code: 'custom', message: 'private_key does not belong to public_key', path: ['private_key'] })
+    const publicKeys = [value.public_key, ...value.keys.map((k) => k.public_key)].filter(Boolean)
+    if (value.private_key && publicKeys.length > 0 && !publicKeys.includes(publicKeyOf(value.private_key))) {
+      ctx.addIssue({ code: 'custom', message: value.keys.length ? 'private_key belongs to neither public_key nor any of keys' : 'private_key does not belong to public_key', path: ['private_key'] })
     }
   })
 
