@@ -11,6 +11,8 @@ import { type AuthRequest, createAuthenticator } from '../src/auth/middleware.ts
 import { checkScope, parsePayloadV2 } from '../src/auth/payload-v2.ts'
 import { type KeyRing, presign, presignPayload, signPayload, verifyLink, verifySignature } from '../src/auth/presign.ts'
 import { type TokenEntry, createTokenMatcher, generateToken, hashToken, tokenAllows, tokenRefusal } from '../src/auth/tokens.ts'
+import { parseDuration } from '../src/config/duration.ts'
+import { validateConfig } from '../src/config/load.ts'
 import { AuthError, ForbiddenError } from '../src/errors.ts'
 
 const NOW = 1_800_000_000_000
@@ -299,5 +301,61 @@ describe('scoped tokens', () => {
   it('refuses a malformed digest or the same token twice at construction', () => {
     assert.throws(() => createTokenMatcher([{ ...tokens[0]!, sha256: 'AB'.repeat(32) }]), /64 lowercase hex/)
     assert.throws(() => createTokenMatcher([tokens[0]!, { ...tokens[0]!, id: 'twin' }]), /configured twice/)
+  })
+})
+
+describe('auth config: keys, tokens, max_link_lifetime', () => {
+  const base = { listen: '127.0.0.1:0', stores: { media: { type: 'fs', root: '/tmp' } } }
+  const problems = (auth: Record<string, unknown>) => {
+    try {
+      validateConfig({ ...base, auth })
+      return ''
+    } catch (error) {
+      return (error as Error).message
+    }
+  }
+
+  it('parses durations in seconds', () => {
+    for (const [text, seconds] of [[3600, 3600], ['3600', 3600], ['30s', 30], ['10m', 600], ['1h', 3600], ['7d', 604_800], [' 2H ', 7200]] as const) assert.equal(parseDuration(text), seconds)
+    for (const bad of ['', '1.5h', '-1', '1w', 'h', 1.5, -3, '99999999999999999d']) assert.equal(parseDuration(bad), undefined, String(bad))
+  })
+
+  it('accepts keys or tokens alone, and normalises lists and methods', () => {
+    const config = validateConfig({ ...base, auth: { keys: [{ id: 'k1', public_key: keys.public_key }], tokens: [{ id: 'ci', sha256: 'a'.repeat(64), buckets: 'media, other', methods: 'get,HEAD', prefix: 'b/' }], max_link_lifetime: '7d' } })
+    assert.deepEqual(config.auth.keys, [{ id: 'k1', public_key: keys.public_key }])
+    assert.deepEqual(config.auth.tokens, [{ id: 'ci', sha256: 'a'.repeat(64), buckets: ['media', 'other'], methods: ['GET', 'HEAD'], prefix: 'b/' }])
+    assert.equal(config.auth.max_link_lifetime, 604_800)
+    assert.equal(validateConfig({ ...base, auth: { tokens: [{ id: 'all', sha256: 'b'.repeat(64), buckets: ['*'], methods: ['ADMIN'] }] } }).auth.tokens[0]!.buckets[0], '*')
+  })
+
+  it('lists every problem by key path, never a value', () => {
+    const text = problems({
+      private_key: other.private_key,
+      keys: [{ id: 'k1', public_key: 'short' }, { id: 'k1', public_key: keys.public_key }, { id: 'bad id!', public_key: keys.public_key }, { id: 'k3' }],
+      tokens: [
+        { id: 't', sha256: 'A'.repeat(64), buckets: [], methods: ['DELETE'], prefix: 'b' },
+        { id: 't', sha256: 'c'.repeat(64), buckets: ['media'], methods: ['GET'], extra: 1 },
+      ],
+      max_link_lifetime: '0',
+    })
+    for (const expected of [
+      'auth.keys.0.public_key: public_key must be 32 bytes',
+      'auth.keys.2.id: id must be letters',
+      'auth.keys.3.public_key: required',
+      'auth.tokens.0.sha256: sha256 must be 64 lowercase hex digits',
+      'auth.tokens.0.buckets: list at least one bucket',
+      'auth.tokens.0.methods.0:',
+      'auth.tokens.0.prefix: prefix must end with "/"',
+      'auth.tokens.1: unknown key "extra"',
+      'auth.max_link_lifetime: not a duration',
+    ]) {
+      assert.ok(text.includes(expected), `missing "${expected}" in:\n${text}`)
+    }
+    // (zod checks a list as a whole only once every entry parses: duplicates on their own)
+    assert.match(problems({ keys: [{ id: 'k1', public_key: keys.public_key }, { id: 'k1', public_key: other.public_key }] }), /auth\.keys\.1\.id: id "k1" is used twice/)
+    assert.match(problems({ keys: [{ id: 'k1', public_key: keys.public_key }], private_key: other.private_key }), /private_key belongs to neither public_key nor any of keys/)
+    assert.equal(problems({ keys: [{ id: 'k1', public_key: keys.public_key }], private_key: keys.private_key }), '')
+    assert.match(problems({ tokens: [{ id: 'a', sha256: 'd'.repeat(64), buckets: ['*'], methods: ['GET'] }, { id: 'b', sha256: 'd'.repeat(64), buckets: ['*'], methods: ['GET'] }] }), /auth\.tokens\.1\.sha256: the same token is listed twice/)
+    assert.match(problems({}), /set public_key or keys \(presigned links\), bearer_token or tokens/)
   })
 })

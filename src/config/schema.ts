@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { decodeBase64Url, isUsablePublicKey, publicKeyOf } from '../auth/keys.ts'
 import { parseTrustedProxies } from '../http/client-address.ts'
-import { parseDuration } from './duration.ts'
+import { duration, keyEntry, tokenEntry, uniqueIds } from './auth-entries.ts'
 import { parseSize } from './size.ts'
 
 /** YAML `null`, a missing key and `FOO=` in the environment all mean "unset". */
@@ -65,55 +65,6 @@ const publicKey = (what: string) =>
   key(what).refine((value) => value === undefined || decodeBase64Url(value)?.length !== 32 || isUsablePublicKey(value), {
     message: `${what} is not a valid Ed25519 public key (small-order or not on the curve)`,
   })
-
-/** A comma-separated string (from the environment) or a list. */
-const list = <T extends z.ZodType>(item: T) =>
-  z.preprocess((value) => (typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : unset(value)), z.array(item))
-
-const duration = z.preprocess(
-  unset,
-  z.union([z.string(), z.number()]).transform((value, ctx) => {
-    const seconds = parseDuration(value)
-    if (seconds === undefined || seconds === 0) {
-      ctx.addIssue({ code: 'custom', message: 'not a duration (examples: 3600, 30s, 10m, 1h, 7d)' })
-      return z.NEVER
-    }
-    return seconds
-  }),
-)
-
-const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
-const idField = z.string().regex(ID, 'id must be letters, digits, ".", "_" or "-" (at most 64)')
-
-/** A public key with an id: a link naming it (`kid`) is verified by this key only. */
-const keyEntry = z
-  .object({
-    id: idField,
-    public_key: z
-      .string()
-      .refine((value) => decodeBase64Url(value)?.length === 32, { message: 'public_key must be 32 bytes of base64url without padding (see `cachegate keygen`)' })
-      .refine((value) => decodeBase64Url(value)?.length !== 32 || isUsablePublicKey(value), { message: 'public_key is not a valid Ed25519 public key (small-order or not on the curve)' }),
-  })
-  .strict()
-
-/** A scoped bearer token: its SHA-256 (never the token), what it may touch. */
-const tokenEntry = z
-  .object({
-    id: idField,
-    sha256: z.string().regex(/^[0-9a-f]{64}$/, 'sha256 must be 64 lowercase hex digits (`cachegate token new` prints the entry)'),
-    /** Bucket ids, or `*` alone for all of them. */
-    buckets: list(z.string().min(1)).pipe(z.array(z.string()).min(1, 'list at least one bucket (or "*")')),
-    methods: list(z.string().transform((m) => m.toUpperCase()).pipe(z.enum(['GET', 'HEAD', 'PUT', 'ADMIN']))).pipe(z.array(z.enum(['GET', 'HEAD', 'PUT', 'ADMIN'])).min(1)),
-    prefix: optionalString.refine((value) => value === undefined || value.endsWith('/'), { message: 'prefix must end with "/"' }),
-  })
-  .strict()
-
-/** Reports each id used more than once in `entries`, at its place. */
-function uniqueIds(entries: readonly { id: string }[], ctx: z.RefinementCtx): void {
-  entries.forEach(({ id }, i) => {
-    if (entries.findIndex((e) => e.id === id) !== i) ctx.addIssue({ code: 'custom', message: `id "${id}" is used twice`, path: [i, 'id'] })
-  })
-}
 
 const auth = z
   .object({
