@@ -50,6 +50,16 @@ const isInteger = (value: unknown): value is number => typeof value === 'number'
 const isText = (value: unknown): value is string => typeof value === 'string' && value.length > 0
 
 /**
+ * A name a browser can save under as is: well-formed Unicode (a lone surrogate has no UTF-8
+ * form for `filename*`), no control characters, no path separators, not `.` or `..`.
+ */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+
+function isFileName(value: unknown): value is string {
+  return isText(value) && !LONE_SURROGATE.test(value) && !/[\u0000-\u001f\u007f/\\]/.test(value) && value !== '.' && value !== '..'
+}
+
+/**
  * Checks every field of a decoded (and already verified) v2 payload. Throws `AuthError`
  * (`malformed payload`, with the field at fault) for anything the table does not allow.
  */
@@ -77,7 +87,7 @@ export function parsePayloadV2(value: Record<string, unknown>): ScopedLink {
   if (p.ms !== undefined && (!isInteger(p.ms) || p.ms < 0)) throw malformed('ms is not a byte count')
   if (p.ct !== undefined && !(typeof p.ct === 'string' && isValidContentType(p.ct))) throw malformed('ct is not a content type')
   if ((p.ms !== undefined || p.ct !== undefined) && !methods.has('PUT')) throw malformed('ms and ct are for PUT links only')
-  if (p.fn !== undefined && !isText(p.fn)) throw malformed('fn is not a file name')
+  if (p.fn !== undefined && !isFileName(p.fn)) throw malformed('fn is not a file name')
   if (p.disp !== undefined && p.disp !== 'attachment' && p.disp !== 'inline') throw malformed('disp must be "attachment" or "inline"')
   if ((p.fn !== undefined || p.disp !== undefined) && !methods.has('HEAD')) throw malformed('fn and disp are for GET links only')
   const payload = value as unknown as PresignPayloadV2
