@@ -226,6 +226,8 @@ describe('key ids, rotation and max_link_lifetime', () => {
   it('refuses links of either version whose expiry is further away than max_link_lifetime, checked at each request', () => {
     const message = "link lifetime exceeds the gateway's limit of 3600 s"
     assert.deepEqual(refusal(() => authenticate(request(signed(v2({ exp: NOW_S + 3601 }))))), { status: 401, message })
+    // The credential is refused before its scope is looked at.
+    assert.deepEqual(refusal(() => authenticate(request(signed(v2({ exp: NOW_S + 3601 })), { bucket: 'other' }))), { status: 401, message })
     assert.deepEqual(refusal(() => authenticate(request(signPayload({ v: 1, exp: NOW_S + 3601, m: 'GET', b: 'media', p: 'a.txt' }, keys.private_key)))), { status: 401, message })
     assert.equal(authenticate(request(signed(v2({ exp: NOW_S + 3600 })))).kind, 'presigned')
     // The same long link becomes acceptable once it is close enough to its expiry.

@@ -89,7 +89,7 @@ export function createAuthenticator(options: AuthOptions): (request: AuthRequest
 
   function check(request: AuthRequest): Principal {
     if (request.sig !== undefined) {
-      if (keys.all.length === 0) throw new AuthError('presigned links not enabled', 'no public_key configured')
+      if (keys.all.length === 0) throw new AuthError('presigned links not enabled', 'no public_key or keys configured')
       let link = verified.get(request.sig)
       if (!link) {
         // A client whose failures emptied its bucket gets no more verifications. Bearer
@@ -107,8 +107,9 @@ export function createAuthenticator(options: AuthOptions): (request: AuthRequest
         return { kind: 'presigned', expiresAt: link.exp }
       }
       const { payload } = link
-      checkScope(link, { method: request.method, bucket: request.bucket, path: request.key, client: request.client }, nowMs)
+      // The credential itself first (401), then what it is for (403).
       if (payload.exp * 1000 - nowMs > maxLifetimeMs) throw tooLong(maxLifetimeMs)
+      checkScope(link, { method: request.method, bucket: request.bucket, path: request.key, client: request.client }, nowMs)
       return { kind: 'presigned', expiresAt: payload.exp, maxSize: payload.ms, contentType: payload.ct, disposition: link.disposition }
     }
     if (request.authorization !== undefined) {
