@@ -313,7 +313,7 @@ describe('scoped tokens', () => {
 })
 
 describe('auth config: keys, tokens, max_link_lifetime', () => {
-  const base = { listen: '127.0.0.1:0', stores: { media: { type: 'fs', root: '/tmp' } } }
+  const base = { listen: '127.0.0.1:0', stores: { media: { type: 'fs', root: '/tmp' }, other: { type: 'fs', root: '/tmp' } } }
   const problems = (auth: Record<string, unknown>) => {
     try {
       validateConfig({ ...base, auth })
@@ -364,6 +364,7 @@ describe('auth config: keys, tokens, max_link_lifetime', () => {
     assert.match(problems({ keys: [{ id: 'k1', public_key: keys.public_key }], private_key: other.private_key }), /private_key belongs to neither public_key nor any of keys/)
     assert.equal(problems({ keys: [{ id: 'k1', public_key: keys.public_key }], private_key: keys.private_key }), '')
     assert.match(problems({ tokens: [{ id: 'a', sha256: 'd'.repeat(64), buckets: ['*'], methods: ['GET'] }, { id: 'b', sha256: 'd'.repeat(64), buckets: ['*'], methods: ['GET'] }] }), /auth\.tokens\.1\.sha256: the same token is listed twice/)
+    assert.match(problems({ tokens: [{ id: 'a', sha256: 'd'.repeat(64), buckets: ['media', 'meda'], methods: ['GET'] }] }), /auth\.tokens\.0\.buckets\.1: no store "meda"/)
     assert.match(problems({}), /set public_key or keys \(presigned links\), bearer_token or tokens/)
   })
 })

@@ -277,6 +277,14 @@ export const configSchema = z
       .superRefine(checkFallbacks),
   })
   .strict()
+  // A token's bucket that names no store is a typo that would only ever answer 403.
+  .superRefine((config, ctx) => {
+    config.auth.tokens.forEach(({ buckets }, i) =>
+      buckets.forEach((bucket, j) => {
+        if (bucket !== '*' && !Object.hasOwn(config.stores, bucket)) ctx.addIssue({ code: 'custom', message: `no store "${bucket}"`, path: ['auth', 'tokens', i, 'buckets', j] })
+      }),
+    )
+  })
 
 export type Config = z.output<typeof configSchema>
 export type StoreConfig = Config['stores'][string]
