@@ -82,6 +82,12 @@ describe('cachegate sign (version 2), inspect and token new', () => {
   })
 
   it('--key-id is checked against the config; bad flags are usage errors', async () => {
+    for (const args of [['inspect', '--help'], ['token', '--help'], ['token', 'new', '--help']]) {
+      const res = await runCli(args)
+      assert.equal(res.code, 0)
+      assert.match(res.stdout, /^Usage: cachegate (inspect|token)/)
+    }
+    for (const args of [['inspect'], ['inspect', 'not a url'], ['token'], ['token', 'old']]) assert.equal((await runCli(args)).code, 2, args.join(' '))
     const wrong = await runCli(['sign', '--config', configFile, '--bucket', 'files', '--path', 'a.txt', '--key-id', 'old'])
     assert.equal(wrong.code, 1)
     assert.match(wrong.stderr, /not the private half of key "old"/)
