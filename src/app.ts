@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Hono } from 'hono'
 import { getRequestListener } from '@hono/node-server'
 import { FailureLimiter } from './auth/failure-limiter.ts'
-import { createAuthenticator } from './auth/middleware.ts'
+import { type AuthRequest, type Principal, createAuthenticator } from './auth/middleware.ts'
 import type { Cache } from './cache/types.ts'
 import type { Config } from './config/schema.ts'
 import type { Logger } from './log.ts'
@@ -32,6 +32,15 @@ export interface AppDeps {
 
 const INFO_METHODS = 'GET, HEAD'
 
+/** Counts each accepted credential by kind and token id (ids come from the config: bounded labels). */
+function countAuth(authenticate: (request: AuthRequest) => Principal, telemetry: Telemetry): (request: AuthRequest) => Principal {
+  return function countedAuthenticate(request) {
+    const principal = authenticate(request)
+    telemetry.authAccepted(principal.kind, principal.kind === 'bearer' ? principal.tokenId : undefined)
+    return principal
+  }
+}
+
 /**
  * Wires routes to their dependencies and returns the node:http request handler. Never
  * listens: `server.ts` does. Object routes (`/:bucket_id/*path`) are handled directly on
@@ -57,7 +66,7 @@ export function createApp(deps: AppDeps) {
     verifySampleRate: config.cache.verify_sample_rate,
     verifyOnly: config.cache.verify_only,
   })
-  const adminAuth = createAdminAuth({ adminTokenSha256: config.auth.admin_token_sha256 })
+  const adminAuth = createAdminAuth({ adminTokenSha256: config.auth.admin_token_sha256, tokens: config.auth.tokens })
   const adminHandler = adminAuth && createAdminHandler({ auth: adminAuth, objects, buckets: new Set(stores.keys()), logger, reportError: deps.reportError })
   telemetry.attach({ tiers: () => cache.stats(), inflightFills: objects.inflightFills })
   const { limits } = config
@@ -66,6 +75,9 @@ export function createApp(deps: AppDeps) {
     publicKey: config.auth.public_key,
     previousPublicKeys: config.auth.previous_public_keys.filter((k): k is string => Boolean(k)),
     bearerToken: config.auth.bearer_token,
+    keys: config.auth.keys,
+    tokens: config.auth.tokens,
+    maxLinkLifetime: config.auth.max_link_lifetime,
     limiter: limits.failed_auth_per_second > 0 && limits.failed_auth_burst > 0 ? new FailureLimiter({ perSecond: limits.failed_auth_per_second, burst: limits.failed_auth_burst }) : undefined,
     onLimited: (client) => logger.warn('failed-auth limit reached; answering 429 until it refills', { client }),
     now: deps.now,
@@ -78,7 +90,7 @@ export function createApp(deps: AppDeps) {
   const objectHandler = createObjectHandler({
     stores,
     objects,
-    frontEnd: createDefaultFrontEnd({ authenticate, clientAddress }),
+    frontEnd: createDefaultFrontEnd({ authenticate: countAuth(authenticate, telemetry), clientAddress }),
     hooks: withCors(config, deps.objectHooks),
     watchUpload,
     telemetry,

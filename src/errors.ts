@@ -95,10 +95,35 @@ export class PayloadTooLargeError extends DomainError {
 export class AuthError extends DomainError {
   override name = 'AuthError'
   readonly reason: string
-  constructor(reason: string, detail?: string) {
+  /** What the client is told: `reason`, or a longer safe explanation (a signed link's own fields). */
+  readonly shown: string
+  constructor(reason: string, detail?: string, shown?: string) {
     super(detail ?? reason)
     this.reason = reason
+    this.shown = shown ?? reason
   }
+}
+
+/**
+ * Authenticated, but not allowed this request: a token or a scoped (v2) link used outside its
+ * scope. `reason` is a fixed label (metrics); the message says which scope failed and is safe
+ * to show (it names a token's id or a link's own fields, never a secret).
+ */
+export class ForbiddenError extends DomainError {
+  override name = 'ForbiddenError'
+  readonly reason: string
+  /** The token's id, when a scoped token was refused (for logs and metrics). */
+  readonly tokenId?: string
+  constructor(reason: string, message: string, tokenId?: string) {
+    super(message)
+    this.reason = reason
+    this.tokenId = tokenId
+  }
+}
+
+/** A PUT whose Content-Type is not the one its link requires (RFC 9110 §15.5.16). */
+export class UnsupportedMediaTypeError extends DomainError {
+  override name = 'UnsupportedMediaTypeError'
 }
 
 /**

@@ -1,10 +1,14 @@
 import { randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { stringify as toYaml, parse as parseYaml } from 'yaml'
-import { generateKeyPair, publicKeyOf } from './auth/keys.ts'
-import { SIGNABLE_METHODS, type SignableMethod, presign } from './auth/presign.ts'
+import { stringify as toYaml } from 'yaml'
+import { generateKeyPair } from './auth/keys.ts'
+import { presign } from './auth/presign.ts'
+import { INSPECT_USAGE, SIGN_USAGE, inspectCommand, signCommand } from './cli/links.ts'
+import { PURGE_USAGE, purgeCommand } from './cli/purge.ts'
+import { TOKEN_USAGE, tokenCommand } from './cli/token.ts'
+import { UsageError, fail } from './cli/usage.ts'
 import { ConfigError, loadConfig, validateConfig } from './config/load.ts'
 import type { Config } from './config/schema.ts'
 import { createLogger, levelFromEnv } from './log.ts'
@@ -18,52 +22,26 @@ Runs the gateway.
   --listen ADDR   override the listen address (host:port)
   (no --config)   development mode: serves ./data with freshly generated keys on 127.0.0.1:8080
 
-Other commands: keygen, sign, purge (each takes --help).`,
+Other commands: keygen, sign, inspect, token, purge (each takes --help).`,
   keygen: `Usage: cachegate keygen --out FILE [--force]
 
 Writes a fresh Ed25519 key pair as YAML (auth: {public_key, private_key}, base64url), mode 0600.
   --out FILE   where to write (refuses to overwrite an existing file)
   --force      overwrite FILE if it exists`,
-  sign: `Usage: cachegate sign --bucket B --path P [--method GET|HEAD|PUT] [--expires-in 3600]
-                     [--base-url URL] (--config FILE | --keys FILE)
-
-Prints a presigned URL.
-  --bucket B        bucket id (a configured store)
-  --path P          object key, unencoded (e.g. "photos/a b.jpg")
-  --method M        GET (default), HEAD or PUT
-  --expires-in S    lifetime in seconds (default 3600)
-  --base-url URL    where the gateway is reachable (default: from --config's listen, else http://127.0.0.1:8080)
-  --config FILE     read auth.private_key from a config file ("env" for the environment)
-  --keys FILE       read auth.private_key from a keygen file`,
-  purge: `Usage: cachegate purge --url URL --bucket B (--path P | --prefix P | --all)
-                      [--token-file FILE]
-
-Drops cached copies from a running gateway (POST /_admin/purge) and prints how many entries
-it dropped. The admin token (its SHA-256 is auth.admin_token_sha256) comes from the
-environment variable CACHEGATE_ADMIN_TOKEN or from --token-file, never from the command line
-(where other users could read it in the process list).
-  --url URL          the gateway, e.g. http://127.0.0.1:8080
-  --bucket B         bucket id (a configured store)
-  --path P           one object key, unencoded
-  --prefix P         every object whose key starts with P
-  --all              every object of the bucket (the same as an empty prefix)
-  --token-file FILE  read the admin token from FILE (first line)`,
+  sign: SIGN_USAGE,
+  inspect: INSPECT_USAGE,
+  token: TOKEN_USAGE,
+  purge: PURGE_USAGE,
 }
 
-class UsageError extends Error {
-  override name = 'UsageError'
-}
-
-function fail(message: string, code = 2): never {
-  process.stderr.write(`cachegate: ${message}\n`)
-  process.exit(code)
-}
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv
   if (command === 'keygen') return keygen(rest)
-  if (command === 'sign') return sign(rest)
-  if (command === 'purge') return purge(rest)
+  if (command === 'sign') return signCommand(rest)
+  if (command === 'inspect') return inspectCommand(rest)
+  if (command === 'token') return tokenCommand(rest)
+  if (command === 'purge') return purgeCommand(rest)
   if (command !== undefined && !command.startsWith('-')) throw new UsageError(`unknown command "${command}"\n\n${USAGE.serve}`)
   return serveCommand(argv)
 }
@@ -89,95 +67,6 @@ function keygen(argv: string[]): void {
     }
   }
   process.stdout.write(`wrote ${values.out}\npublic_key: ${keys.public_key}\n`)
-}
-
-function sign(argv: string[]): void {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      bucket: { type: 'string' },
-      path: { type: 'string' },
-      method: { type: 'string', default: 'GET' },
-      'expires-in': { type: 'string', default: '3600' },
-      'base-url': { type: 'string' },
-      config: { type: 'string' },
-      keys: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  })
-  if (values.help) return void process.stdout.write(`${USAGE.sign}\n`)
-  if (!values.bucket || !values.path) throw new UsageError(`--bucket and --path are required\n\n${USAGE.sign}`)
-  if (Boolean(values.config) === Boolean(values.keys)) throw new UsageError(`give exactly one of --config or --keys\n\n${USAGE.sign}`)
-  const method = values.method.toUpperCase()
-  if (!(SIGNABLE_METHODS as readonly string[]).includes(method)) throw new UsageError(`--method must be one of ${SIGNABLE_METHODS.join(', ')}`)
-  const expiresIn = Number(values['expires-in'])
-  if (!Number.isInteger(expiresIn) || expiresIn <= 0) throw new UsageError('--expires-in must be a positive whole number of seconds')
-
-  let privateKey: string | undefined
-  let baseUrl = values['base-url']
-  if (values.config) {
-    const config = loadConfig(values.config)
-    privateKey = config.auth.private_key
-    baseUrl ??= baseUrlOf(config)
-  } else {
-    let doc: { auth?: { private_key?: unknown } } | undefined
-    try {
-      // logLevel 'error': a YAML warning would otherwise be printed with its line (the private key).
-      doc = parseYaml(readFileSync(values.keys!, 'utf8'), { logLevel: 'error' }) as typeof doc
-    } catch (error) {
-      fail(`cannot read keys from ${values.keys}: ${(error as Error).name}`, 1)
-    }
-    privateKey = typeof doc?.auth?.private_key === 'string' ? doc.auth.private_key : undefined
-  }
-  if (!privateKey || !publicKeyOf(privateKey)) fail('no valid auth.private_key found (run `cachegate keygen --out auth.keys.yaml`)', 1)
-  const url = presign({ baseUrl: baseUrl ?? 'http://127.0.0.1:8080', bucket: values.bucket, path: values.path, method: method as SignableMethod, expiresIn, privateKey })
-  process.stdout.write(`${url}\n`)
-}
-
-async function purge(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      url: { type: 'string' },
-      bucket: { type: 'string' },
-      path: { type: 'string' },
-      prefix: { type: 'string' },
-      all: { type: 'boolean' },
-      'token-file': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  })
-  if (values.help) return void process.stdout.write(`${USAGE.purge}\n`)
-  if (!values.url || !values.bucket) throw new UsageError(`--url and --bucket are required\n\n${USAGE.purge}`)
-  const targets = [values.path !== undefined, values.prefix !== undefined, values.all === true].filter(Boolean).length
-  if (targets !== 1) throw new UsageError(`give exactly one of --path, --prefix and --all\n\n${USAGE.purge}`)
-  if (!URL.canParse(values.url)) throw new UsageError('--url must be a URL, e.g. http://127.0.0.1:8080')
-  let token = process.env.CACHEGATE_ADMIN_TOKEN || undefined
-  if (values['token-file']) {
-    try {
-      token = readFileSync(values['token-file'], 'utf8').split(/\r?\n/)[0]?.trim()
-    } catch (error) {
-      fail(`cannot read --token-file: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 1)
-    }
-  }
-  if (!token) throw new UsageError('no admin token: set CACHEGATE_ADMIN_TOKEN or pass --token-file')
-  const body = values.path !== undefined ? { bucket: values.bucket, path: values.path } : { bucket: values.bucket, prefix: values.prefix ?? '', ...(values.all ? { all: true } : {}) }
-  const response = await fetch(new URL('/_admin/purge', values.url), {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  })
-  const text = await response.text()
-  if (!response.ok) fail(`purge failed: ${response.status} ${text.trim()}`, 1)
-  process.stdout.write(`${text.trim()}\n`)
-}
-
-function baseUrlOf(config: Config): string {
-  const { host, port } = config.listen
-  const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host
-  return `http://${shown}:${port}`
 }
 
 const SAMPLE_KEY = 'hello.txt'

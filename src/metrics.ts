@@ -28,6 +28,9 @@ export class Telemetry {
    */
   readonly #requestCounts = new Map<string, Map<string | number, number>>()
   readonly #cacheCounts = new Map<string, Map<string | number, number>>()
+  /** Accepted and forbidden credentials by kind, then token id (`''`: a link or the plain bearer_token). */
+  readonly #authAccepted = new Map<string, Map<string | number, number>>()
+  readonly #authForbidden = new Map<string, Map<string | number, number>>()
   readonly #auth = new Counter({ name: 'cachegate_auth_failures_total', help: 'Rejected requests by reason', labelNames: ['reason'], registers: [this.registry] })
   readonly #upstream = new Counter({ name: 'cachegate_upstream_requests_total', help: 'Store calls by store, operation and outcome', labelNames: ['store', 'op', 'outcome'], registers: [this.registry] })
   readonly #upstreamErrors = new Counter({ name: 'cachegate_upstream_errors_total', help: 'Store failures by store and kind', labelNames: ['store', 'kind'], registers: [this.registry] })
@@ -56,6 +59,8 @@ export class Telemetry {
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const sources = () => this.#sources
     countedCounter(this.registry, 'cachegate_requests_total', 'HTTP requests by method and status', ['method', 'status'], this.#requestCounts)
+    countedCounter(this.registry, 'cachegate_auth_accepted_total', 'Authenticated requests by credential kind and token id (empty: a link or the plain bearer_token)', ['kind', 'token'], this.#authAccepted)
+    countedCounter(this.registry, 'cachegate_auth_forbidden_total', 'Authenticated requests refused for scope (403) by credential kind and token id', ['kind', 'token'], this.#authForbidden)
     countedCounter(this.registry, 'cachegate_cache_requests_total', 'Object reads by method and cache result', ['method', 'result'], this.#cacheCounts)
     const tierGauge = (name: string, help: string, pick: (s: TierStats) => number) =>
       new Gauge({
@@ -126,6 +131,16 @@ export class Telemetry {
   authFailure(reason: string): void {
     this.#totals.authFailures++
     this.#auth.inc({ reason })
+  }
+
+  /** A credential accepted: `kind` presigned or bearer, `tokenId` for an `auth.tokens` entry. */
+  authAccepted(kind: string, tokenId: string | undefined): void {
+    bump(this.#authAccepted, kind, tokenId ?? '')
+  }
+
+  /** An authenticated request refused for its scope (403). */
+  authForbidden(kind: string, tokenId: string | undefined): void {
+    bump(this.#authForbidden, kind, tokenId ?? '')
   }
 
   connectionCut(reason: 'max_connections' | 'slow_upload'): void {

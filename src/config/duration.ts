@@ -31,3 +31,16 @@ export function parseDuration(value: string | number): number | undefined {
   const ms = Math.round(amount * UNIT_MS[unit]!)
   return Number.isSafeInteger(ms) ? ms : undefined
 }
+
+/**
+ * Whole seconds in `value` (link lifetimes, `cachegate sign` offsets), or undefined when it is
+ * not a duration or not a whole number of seconds.
+ *
+ * @example
+ * parseSeconds('7d') // 604800
+ * parseSeconds('1500ms') // undefined
+ */
+export function parseSeconds(value: string | number): number | undefined {
+  const ms = parseDuration(value)
+  return ms === undefined || ms % 1000 !== 0 ? undefined : ms / 1000
+}

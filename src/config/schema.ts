@@ -3,6 +3,7 @@ import { decodeBase64Url, isUsablePublicKey, publicKeyOf } from '../auth/keys.ts
 import { parseTrustedProxies } from '../http/client-address.ts'
 import { CORS_METHODS, parseOriginRule } from '../http/cors/origins.ts'
 import { parseDuration } from './duration.ts'
+import { keyEntry, tokenEntry, uniqueIds, wholeSeconds } from './auth-entries.ts'
 import { parseSize } from './size.ts'
 
 /** YAML `null`, a missing key and `FOO=` in the environment all mean "unset". */
@@ -93,14 +94,32 @@ const auth = z
     admin_token_sha256: optionalString.refine((value) => value === undefined || /^[0-9a-fA-F]{64}$/.test(value), {
       message: 'admin_token_sha256 must be 64 hex digits (the SHA-256 of the token)',
     }),
+    /** Public keys with ids, verifying links alongside public_key (`kid` picks one). */
+    keys: z.preprocess(unset, z.array(keyEntry).default([]).superRefine(uniqueIds)),
+    /** Scoped bearer tokens, held as SHA-256 digests. */
+    tokens: z.preprocess(
+      unset,
+      z
+        .array(tokenEntry)
+        .default([])
+        .superRefine(uniqueIds)
+        .superRefine((entries, ctx) => {
+          entries.forEach(({ sha256 }, i) => {
+            if (entries.findIndex((e) => e.sha256 === sha256) !== i) ctx.addIssue({ code: 'custom', message: 'the same token is listed twice', path: [i, 'sha256'] })
+          })
+        }),
+    ),
+    /** Links expiring further away than this (seconds) are refused. */
+    max_link_lifetime: wholeSeconds.optional(),
   })
   .strict()
   .superRefine((value, ctx) => {
-    if (!value.public_key && !value.bearer_token) {
-      ctx.addIssue({ code: 'custom', message: 'set public_key (presigned links) or bearer_token, or both', path: ['public_key'] })
+    if (!value.public_key && !value.bearer_token && value.keys.length === 0 && value.tokens.length === 0) {
+      ctx.addIssue({ code: 'custom', message: 'set public_key or keys (presigned links), bearer_token or tokens, or several', path: ['public_key'] })
     }
-    if (value.private_key && value.public_key && publicKeyOf(value.private_key) !== value.public_key) {
-      ctx.addIssue({ code: 'custom', message: 'private_key does not belong to public_key', path: ['private_key'] })
+    const publicKeys = [value.public_key, ...value.keys.map((k) => k.public_key)].filter(Boolean)
+    if (value.private_key && publicKeys.length > 0 && !publicKeys.includes(publicKeyOf(value.private_key))) {
+      ctx.addIssue({ code: 'custom', message: value.keys.length ? 'private_key belongs to neither public_key nor any of keys' : 'private_key does not belong to public_key', path: ['private_key'] })
     }
   })
 
@@ -336,6 +355,14 @@ export const configSchema = z
       .superRefine(checkFallbacks),
   })
   .strict()
+  // A token's bucket that names no store is a typo that would only ever answer 403.
+  .superRefine((config, ctx) => {
+    config.auth.tokens.forEach(({ buckets }, i) =>
+      buckets.forEach((bucket, j) => {
+        if (bucket !== '*' && !Object.hasOwn(config.stores, bucket)) ctx.addIssue({ code: 'custom', message: `no store "${bucket}"`, path: ['auth', 'tokens', i, 'buckets', j] })
+      }),
+    )
+  })
 
 export type Config = z.output<typeof configSchema>
 export type StoreConfig = Config['stores'][string]

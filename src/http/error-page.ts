@@ -5,7 +5,7 @@
  * credential is echoed: what a page says comes from the error's class and reason.
  */
 import type { ServerResponse } from 'node:http'
-import { AuthError } from '../errors.ts'
+import { AuthError, ForbiddenError } from '../errors.ts'
 import type { HttpError } from './errors.ts'
 
 /** A page that can only show itself: no script, no images, no form, not framed, sends no Referer (the link). */
@@ -26,6 +26,7 @@ const TITLES: Record<HttpError['status'], string> = {
   408: 'The request took too long',
   412: 'The file has changed',
   413: 'The file is too large',
+  415: 'This kind of file is not accepted here',
   416: 'That part of the file does not exist',
   429: 'Too many failed attempts',
   500: 'Something went wrong',
@@ -39,7 +40,8 @@ const SENTENCES: Partial<Record<HttpError['status'], string>> = {
   404: 'There is no file at this address.',
   405: 'This address does not support this kind of request.',
   412: 'The file no longer matches the version this request was made for.',
-  413: 'The upload is larger than this gateway accepts.',
+  413: 'The upload is larger than this gateway or this link accepts.',
+  415: 'This link only accepts uploads of another type.',
   416: 'The requested byte range lies outside the file.',
   429: 'Too many requests from this network failed to authenticate. Try again later.',
   500: 'The gateway could not answer. Try again later.',
@@ -61,6 +63,19 @@ const AUTH_SENTENCES: Record<string, string> = {
   'unsupported version': 'This link was made for a different version of the gateway.',
   'missing credentials': 'This file can only be opened with a signed link.',
   'presigned links not enabled': 'This gateway does not accept signed links.',
+  'lifetime too long': 'This link was issued for longer than this gateway allows.',
+  'malformed authorization': 'The access token is malformed.',
+  'bearer tokens not enabled': 'This gateway does not accept access tokens.',
+  'bad token': 'The access token was not accepted.',
+}
+
+/** What each scope refusal (403 `ForbiddenError.reason`, src/auth/payload-v2.ts and tokens) means. */
+const SCOPE_SENTENCES: Record<string, string> = {
+  path: 'This link is not valid for this file.',
+  bucket: 'This link is not valid for this file.',
+  method: 'This link does not allow this kind of request.',
+  ip: 'This link cannot be used from this network address.',
+  'token scope': 'This access token does not allow this request.',
 }
 
 /** The sentence for an auth failure; the expiry time comes from the error's own detail (`expired at <ISO>`). */
@@ -69,12 +84,22 @@ function explainAuth(error: AuthError): string {
     const at = /^expired at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?Z$/.exec(error.message)?.[1]
     return at ? `This link expired at ${at.replace('T', ' ')} UTC.` : 'This link has expired.'
   }
+  if (error.reason === 'not yet valid') {
+    const at = /^valid from (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?Z$/.exec(error.message)?.[1]
+    return at ? `This link is not valid before ${at.replace('T', ' ')} UTC.` : 'This link is not valid yet.'
+  }
   return AUTH_SENTENCES[error.reason] ?? 'This link or access token was not accepted.'
 }
 
 /** The page's heading and sentence for `error`. */
 export function describeError(error: HttpError): { title: string; sentence: string } {
-  const sentence = error.cause instanceof AuthError ? explainAuth(error.cause) : (SENTENCES[error.status] ?? 'The request failed.')
+  const { cause } = error
+  const sentence =
+    cause instanceof AuthError
+      ? explainAuth(cause)
+      : cause instanceof ForbiddenError
+        ? (SCOPE_SENTENCES[cause.reason] ?? (SENTENCES[403] as string))
+        : (SENTENCES[error.status] ?? 'The request failed.')
   return { title: TITLES[error.status], sentence }
 }
 

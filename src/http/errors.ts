@@ -3,6 +3,7 @@ import {
   AuthRateLimitedError,
   BadRequestError,
   CorsRefusedError,
+  ForbiddenError,
   InvalidKeyError,
   MethodNotAllowedError,
   NotFoundError,
@@ -10,6 +11,7 @@ import {
   PreconditionFailedError,
   RangeNotSatisfiableError,
   RequestAbortedError,
+  UnsupportedMediaTypeError,
   UpstreamError,
 } from '../errors.ts'
 import type { ObjectMeta } from '../stores/types.ts'
@@ -17,7 +19,7 @@ import { httpDate } from './conditional.ts'
 import { unsatisfiedRange } from './range.ts'
 
 export interface HttpError {
-  status: 400 | 401 | 403 | 404 | 405 | 408 | 412 | 413 | 416 | 429 | 500 | 502 | 504
+  status: 400 | 401 | 403 | 404 | 405 | 408 | 412 | 413 | 415 | 416 | 429 | 500 | 502 | 504
   /** Short, safe to show: never a secret, a path on disk or an upstream credential. */
   error: string
   message?: string
@@ -38,8 +40,10 @@ export function toHttpError(error: unknown): HttpError {
   if (error instanceof NotFoundError) return { status: 404, error: 'not found', message: error.message }
   if (error instanceof MethodNotAllowedError) return { status: 405, error: 'method not allowed', message: error.message, headers: { Allow: error.allowed.join(', ') } }
   if (error instanceof AuthError) {
-    return { status: 401, error: 'unauthorized', message: error.reason, cause: error, headers: { 'WWW-Authenticate': `Bearer realm="cachegate", error="invalid_token", error_description="${error.reason}"` } }
+    return { status: 401, error: 'unauthorized', message: error.shown, headers: { 'WWW-Authenticate': `Bearer realm="cachegate", error="invalid_token", error_description="${error.reason}"` } }
   }
+  if (error instanceof ForbiddenError) return { status: 403, error: 'forbidden', message: error.message, cause: error }
+  if (error instanceof UnsupportedMediaTypeError) return { status: 415, error: 'unsupported media type', message: error.message }
   // RFC 6585 §4: 429 Too Many Requests, with Retry-After (RFC 9110 §10.2.3) in seconds.
   if (error instanceof AuthRateLimitedError) {
     return { status: 429, error: 'too many requests', message: 'too many failed authentications from this address', headers: { 'Retry-After': String(error.retryAfterSeconds) } }

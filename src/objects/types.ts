@@ -76,6 +76,8 @@ export interface WriteOptions {
   ifMatch?: string
   ifNoneMatch?: '*'
   signal?: AbortSignal
+  /** A smaller upload limit than `max_upload_size` for this request (a link's `ms`). */
+  maxSize?: number
 }
 
 /** The read and write paths over the cache and the stores. Knows nothing of HTTP or auth. */

@@ -11,19 +11,22 @@ export class UploadMeter extends Transform {
   readonly #keepUpTo: number
   #bytes = 0
   #kept: Buffer[] | undefined = []
+  readonly #error: PayloadTooLargeError | undefined
   overLimit = false
 
-  constructor(limit: number, keepUpTo: number) {
+  /** `error`: what the stream fails with past the limit (default: the upload limit's message). */
+  constructor(limit: number, keepUpTo: number, error?: PayloadTooLargeError) {
     super()
     this.#limit = limit
     this.#keepUpTo = keepUpTo
+    this.#error = error
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.#bytes += chunk.byteLength
     if (this.#bytes > this.#limit) {
       this.overLimit = true
-      callback(new PayloadTooLargeError(this.#limit))
+      callback(this.#error ?? new PayloadTooLargeError(this.#limit))
       return
     }
     if (this.#kept) {

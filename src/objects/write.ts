@@ -33,7 +33,8 @@ export function createWritePath(options: WritePathOptions) {
 
   async function write(store: Store, key: string, body: Readable, request: WriteOptions): Promise<ObjectMeta> {
     const ck = cacheKey(store.id, key)
-    if (request.size !== undefined && request.size > maxUploadSize) throw new PayloadTooLargeError(maxUploadSize)
+    const limit = limitOf(request)
+    if (request.size !== undefined && request.size > limit) throw tooLarge(limit, request)
     const pending = writes.get(ck) ?? { running: 0, overlapped: false }
     if (pending.running > 0) pending.overlapped = true
     pending.running++
@@ -49,7 +50,8 @@ export function createWritePath(options: WritePathOptions) {
     await invalidate(ck)
     // Linked at once: an upload that fails before the store reads it (a client gone mid-body,
     // a malformed chunk, the size limit) fails this request, never the process.
-    const meter = link(body, new UploadMeter(maxUploadSize, maxObjectSize), {
+    const limit = limitOf(request)
+    const meter = link(body, new UploadMeter(limit, maxObjectSize, limit === request.maxSize ? tooLarge(limit, request) : undefined), {
       prematureClose: () => new RequestAbortedError('client closed the connection during the upload'),
     })
     let source: Readable = meter
@@ -67,7 +69,7 @@ export function createWritePath(options: WritePathOptions) {
       // A store that failed before reading it all leaves the rest of the body unread.
       meter.destroy()
       // The limit, not the store, ended the upload: say so.
-      if (meter.overLimit) throw new PayloadTooLargeError(maxUploadSize)
+      if (meter.overLimit) throw tooLarge(limit, request)
       throw error
     }
     await invalidate(ck)
@@ -78,6 +80,15 @@ export function createWritePath(options: WritePathOptions) {
     if (bytes && byteLength(bytes) === meta.size) await cache.set(ck, meta, bytes)
     else known.remember(ck, meta)
     return meta
+  }
+
+  /** The request's own limit (a link's `ms`) when it is the smaller one. */
+  function limitOf(request: WriteOptions): number {
+    return request.maxSize !== undefined && request.maxSize < maxUploadSize ? request.maxSize : maxUploadSize
+  }
+
+  function tooLarge(limit: number, request: WriteOptions): PayloadTooLargeError {
+    return limit === request.maxSize ? new PayloadTooLargeError(limit, `request body exceeds this link's limit of ${limit} bytes`) : new PayloadTooLargeError(limit)
   }
 
   return { write }

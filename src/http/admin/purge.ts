@@ -77,6 +77,7 @@ export function createPurgeHandler(deps: PurgeHandlerDeps) {
   return async function purgeHandler(incoming: IncomingMessage, admin: AdminIdentity): Promise<{ status: number; body: unknown }> {
     const target = parsePurgeBody(await readBoundedBody(incoming), deps.buckets)
     const what = 'path' in target ? { path: target.path } : { prefix: target.prefix }
+    admin.check(target.bucket, what.path ?? what.prefix)
     const dropped = await deps.objects.purge(target.bucket, what)
     deps.logger.info('purged', { admin: admin.id, bucket: target.bucket, ...what, dropped })
     return { status: 200, body: { bucket: target.bucket, ...what, dropped } }

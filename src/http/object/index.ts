@@ -100,6 +100,6 @@ export function createObjectHandler(deps: ObjectHandlerDeps): ObjectHandler {
     frontEnd.admit?.(path, target)
     if (method === 'GET') return handleGet(ctx, incoming, outgoing, store, target.key, principal)
     if (method === 'HEAD') return handleHead(ctx, incoming, outgoing, store, target.key, principal, wantsPrefetch(params))
-    return handlePut(ctx, incoming, outgoing, store, target.key)
+    return handlePut(ctx, incoming, outgoing, store, target.key, principal)
   }
 }

@@ -66,6 +66,8 @@ export function objectHeaders(meta: ObjectMeta, hit: boolean, principal: Princip
   // Uploaded HTML or SVG opened from a link would otherwise run script on the gateway's
   // origin: a sandboxed document gets an opaque origin and no script (CSP3 §6.3.2 sandbox).
   if (isActiveContentType(meta.contentType)) headers['Content-Security-Policy'] = 'sandbox'
+  // A v2 link's `fn`/`disp`: per request (these headers are never the shared bearer ones).
+  if (principal.kind === 'presigned' && principal.disposition !== undefined) headers['Content-Disposition'] = principal.disposition
   return headers
 }
 

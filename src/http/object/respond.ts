@@ -3,7 +3,7 @@
  * with `toHttpError`, is logged and counted once, and is written by the front end.
  */
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
-import { AuthError, AuthRateLimitedError } from '../../errors.ts'
+import { AuthError, AuthRateLimitedError, ForbiddenError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
 import type { Telemetry } from '../../metrics.ts'
 import { toHttpError } from '../errors.ts'
@@ -40,6 +40,10 @@ export function createErrorResponder(options: ErrorResponderOptions): FailReques
     if (error instanceof AuthError) {
       telemetry.authFailure(error.reason)
       logger.info('auth failed', { method, reason: error.reason, detail: error.message })
+    }
+    if (error instanceof ForbiddenError) {
+      telemetry.authForbidden(error.tokenId === undefined ? 'presigned' : 'bearer', error.tokenId)
+      logger.info('auth forbidden', { method, reason: error.reason, token: error.tokenId, detail: error.message })
     }
     // Logged once per client when its bucket empties (app.ts), not per refused request.
     if (error instanceof AuthRateLimitedError) telemetry.authFailure('rate limited')
