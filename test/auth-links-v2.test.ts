@@ -11,7 +11,7 @@ import { type AuthRequest, createAuthenticator } from '../src/auth/middleware.ts
 import { checkScope, parsePayloadV2 } from '../src/auth/payload-v2.ts'
 import { type KeyRing, presign, presignPayload, signPayload, verifyLink, verifySignature } from '../src/auth/presign.ts'
 import { type TokenEntry, createTokenMatcher, generateToken, hashToken, tokenAllows, tokenRefusal } from '../src/auth/tokens.ts'
-import { parseDuration } from '../src/config/duration.ts'
+import { parseSeconds } from '../src/config/duration.ts'
 import { validateConfig } from '../src/config/load.ts'
 import { AuthError, ForbiddenError } from '../src/errors.ts'
 
@@ -324,8 +324,8 @@ describe('auth config: keys, tokens, max_link_lifetime', () => {
   }
 
   it('parses durations in seconds', () => {
-    for (const [text, seconds] of [[3600, 3600], ['3600', 3600], ['30s', 30], ['10m', 600], ['1h', 3600], ['7d', 604_800], [' 2H ', 7200]] as const) assert.equal(parseDuration(text), seconds)
-    for (const bad of ['', '1.5h', '-1', '1w', 'h', 1.5, -3, '99999999999999999d']) assert.equal(parseDuration(bad), undefined, String(bad))
+    for (const [text, seconds] of [[3600, 3600], ['3600', 3600], ['30s', 30], ['10m', 600], ['1h', 3600], ['7d', 604_800], [' 2H ', 7200], ['1.5h', 5400]] as const) assert.equal(parseSeconds(text), seconds)
+    for (const bad of ['', '1.5s', '250ms', '-1', '1w', 'h', 1.5, -3, '99999999999999999d']) assert.equal(parseSeconds(bad), undefined, String(bad))
   })
 
   it('accepts keys or tokens alone, and normalises lists and methods', () => {

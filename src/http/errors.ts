@@ -40,7 +40,7 @@ export function toHttpError(error: unknown): HttpError {
   if (error instanceof NotFoundError) return { status: 404, error: 'not found', message: error.message }
   if (error instanceof MethodNotAllowedError) return { status: 405, error: 'method not allowed', message: error.message, headers: { Allow: error.allowed.join(', ') } }
   if (error instanceof AuthError) {
-    return { status: 401, error: 'unauthorized', message: error.shown, headers: { 'WWW-Authenticate': `Bearer realm="cachegate", error="invalid_token", error_description="${error.reason}"` } }
+    return { status: 401, error: 'unauthorized', message: error.shown, cause: error, headers: { 'WWW-Authenticate': `Bearer realm="cachegate", error="invalid_token", error_description="${error.reason}"` } }
   }
   if (error instanceof ForbiddenError) return { status: 403, error: 'forbidden', message: error.message, cause: error }
   if (error instanceof UnsupportedMediaTypeError) return { status: 415, error: 'unsupported media type', message: error.message }
