@@ -17,6 +17,7 @@ import { decorateStore } from '../src/stores/registry.ts'
 import { createS3Store } from '../src/stores/s3.ts'
 import type { Store } from '../src/stores/types.ts'
 import { startCountingProxy } from './helpers/counting-proxy.ts'
+import { type AdminGaps, describeStoreAdmin } from './store-admin-cases.ts'
 import { azuriteConnectionString, startAzurite, startS3rver } from './helpers/emulators.ts'
 import { freePort } from './helpers/ports.ts'
 
@@ -49,7 +50,7 @@ function streamOf(...chunks: Buffer[]): Readable {
 }
 
 
-function describeStore(name: string, setup: () => Promise<StoreFixture>): void {
+function describeStore(name: string, setup: () => Promise<StoreFixture>, gaps?: AdminGaps): void {
   describe(`${name} store conformance`, { timeout: 60_000 }, () => {
     let fixture: StoreFixture
     let store: Store
@@ -299,6 +300,8 @@ function describeStore(name: string, setup: () => Promise<StoreFixture>): void {
         }
       })
     })
+
+    if (gaps) describeStoreAdmin(() => store, gaps)
   })
 }
 
@@ -313,14 +316,14 @@ function setupSkipsDown(name: string): boolean {
  * callers. Hedging here is as eager as it can be (the median, from the first sample, no
  * budget), so many GETs race two attempts.
  */
-function describeStoreAndDecorated(name: string, setup: () => Promise<StoreFixture>): void {
-  describeStore(name, setup)
+function describeStoreAndDecorated(name: string, setup: () => Promise<StoreFixture>, gaps?: AdminGaps): void {
+  describeStore(name, setup, gaps)
   describeStore(`${name} + deadline + hedging + metrics`, async () => {
     const fixture = await setup()
     const decorations = { timeoutMs: 20_000, telemetry: new Telemetry(), hedge: { quantile: 0.5, minSamples: 1, maxRatio: 1 } }
     const { down } = fixture
     return { ...fixture, store: decorateStore(fixture.store, decorations), down: down && (() => decorateStore(down(), decorations)) }
-  })
+  }, gaps)
 }
 
 describeStoreAndDecorated('fs', async () => {
@@ -330,7 +333,7 @@ describeStoreAndDecorated('fs', async () => {
     getRejectsWhenAborted: false,
     close: () => rm(root, { recursive: true, force: true }),
   }
-})
+}, {})
 
 describeStoreAndDecorated('s3', async () => {
   const s3 = await startS3rver()

@@ -77,8 +77,10 @@ export interface PutOptions {
  * A backing object store. Keys are validated (see `key.ts`) before any call.
  * Missing objects come back as `null`; every other failure throws `UpstreamError`
  * (or `PreconditionFailedError` for a failed PUT precondition).
+ * The `StoreAdmin` methods are optional: test doubles need not have them, and the S3 front end
+ * answers NotImplemented for a store that lacks one. fs, s3 and azure have them all.
  */
-export interface Store {
+export interface Store extends Partial<StoreAdmin> {
   /** What kind of store this is (`fs`, `s3`, `azure`, or anything a test or wrapper says). */
   readonly type: string
   readonly id: string
