@@ -335,6 +335,13 @@ describeStoreAndDecorated('fs', async () => {
   }
 }, {})
 
+/** What s3rver 3.x does not do as S3 does (the cases it cannot check say so when skipped). */
+const S3RVER_GAPS: AdminGaps = {
+  noListParts: 's3rver has no ListParts (GET ?uploadId answers 405)',
+  noUploadChecks: 's3rver has no AbortMultipartUpload and checks neither upload ids nor part ETags',
+  listing: 's3rver lists in directory-walk order, drops nested common prefixes, and answers 500 to a truncated page (its tokens use crypto.createCipher, gone in Node 22)',
+}
+
 describeStoreAndDecorated('s3', async () => {
   const s3 = await startS3rver()
   const port = await freePort()
@@ -346,7 +353,7 @@ describeStoreAndDecorated('s3', async () => {
     getRejectsWhenAborted: true,
     close: () => s3.close(),
   }
-})
+}, S3RVER_GAPS)
 
 describeStoreAndDecorated('azure', async () => {
   const azurite = await startAzurite()
