@@ -364,7 +364,7 @@ describeStoreAndDecorated('azure', async () => {
     getRejectsWhenAborted: true,
     close: () => azurite.close(),
   }
-})
+}, {})
 
 describe('s3 store creation', () => {
   it('refuses a plain http endpoint unless allowHttp is set', () => {
