@@ -12,6 +12,7 @@ import type { Store } from './stores/types.ts'
 import { type ObjectHooks, createDefaultFrontEnd, createObjectHandler, isObjectPath, splitTarget } from './http/object/index.ts'
 import { announcesBody } from './http/unread-body.ts'
 import { UploadRateGuard } from './http/upload-rate.ts'
+import { createS3Handler, isSigV4Request } from './s3/handler.ts'
 
 export interface AppDeps {
   config: Config
@@ -77,6 +78,23 @@ export function createApp(deps: AppDeps) {
     reportError: deps.reportError,
   })
 
+  // The S3 front end (issue 15), only with s3_api: without it nothing here looks for SigV4.
+  const s3Api = config.s3_api
+  const s3Handler =
+    s3Api &&
+    createS3Handler({
+      stores,
+      objects,
+      credentials: s3Api.credentials.map((c) => ({ accessKeyId: c.access_key_id, secretAccessKey: c.secret_access_key, buckets: c.buckets, methods: new Set(c.methods), prefix: c.prefix })),
+      region: s3Api.region,
+      maxUploadSize: config.cache.max_upload_size,
+      telemetry,
+      logger,
+      now: deps.now,
+      watchUpload,
+      reportError: deps.reportError,
+    })
+
   /** The operator endpoints; `/stats` and `/metrics` only where `withTelemetry`. */
   function operatorApp(withTelemetry: boolean): Hono {
     const app = new Hono()
@@ -114,6 +132,11 @@ export function createApp(deps: AppDeps) {
 
   function handle(incoming: IncomingMessage, outgoing: ServerResponse): void {
     const { path, query } = splitTarget(incoming.url ?? '/')
+    // SigV4-signed (one header prefix or one query key): S3's dialect, bucket-level paths included.
+    if (s3Handler && isSigV4Request(incoming, query)) {
+      s3Handler(incoming, outgoing, path, query).catch((error: unknown) => unhandled(outgoing, error))
+      return
+    }
     const object = isObjectPath(path)
     // Only an object PUT reads a body; any other body would be read and discarded by Node to
     // keep the connection alive, however long it is (see http/unread-body.ts).

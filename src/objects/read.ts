@@ -229,7 +229,7 @@ export function createReadPath(options: ReadPathOptions) {
     },
 
     inflightFills: () => fills.size + pager.inflight(),
-  } satisfies Omit<ObjectService, 'write'> & { invalidate(ck: string): Promise<void> }
+  } satisfies Omit<ObjectService, 'write' | 'invalidate'> & { invalidate(ck: string): Promise<void> }
 }
 
 export type ReadPath = ReturnType<typeof createReadPath>
