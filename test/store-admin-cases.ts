@@ -6,13 +6,20 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { it } from 'node:test'
-import { BadRequestError, InvalidPartError, NoSuchUploadError } from '../src/errors.ts'
+import { BadRequestError, InvalidKeyError, InvalidPartError, NoSuchUploadError } from '../src/errors.ts'
 import type { ListOptions, ListResult, MultipartPart, Store } from '../src/stores/types.ts'
 
 const MiB = 1024 * 1024
 
-/** What an emulator does not do that the real service does (each case says why it skips). */
-export interface AdminGaps {
+/**
+ * What sets a store apart: a key it keeps for itself, and what an emulator does not do that the
+ * real service does (each case it cannot check is skipped with the reason).
+ */
+export interface AdminTraits {
+  /** A key the store refuses (its own state lives there), with InvalidKeyError. */
+  reservedKey?: string
+  /** Azurite lists from the start on a marker it cannot read (Azure answers 400). */
+  acceptsAnyToken?: string
   /** s3rver has no ListParts (GET ?uploadId answers 405). */
   noListParts?: string
   /** s3rver has no AbortMultipartUpload, keeps no record of upload ids and checks no part ETag. */
@@ -47,7 +54,7 @@ async function listAll(store: Store, options: Omit<ListOptions, 'continuationTok
 
 const body = (data: Buffer) => Readable.from([data])
 
-export function describeStoreAdmin(getStore: () => Store, gaps: AdminGaps = {}): void {
+export function describeStoreAdmin(getStore: () => Store, gaps: AdminTraits = {}): void {
   const listed = ['list/a.txt', 'list/b-x.txt', 'list/b/1.txt', 'list/b/2.txt', 'list/c.txt', 'list/d/e/f.txt']
 
   it('list: keys under a prefix, in order, with size and ETag', { skip: gaps.listing }, async () => {
@@ -115,6 +122,32 @@ export function describeStoreAdmin(getStore: () => Store, gaps: AdminGaps = {}):
     assert.deepEqual(await store.list!({ prefix: 'no-such-prefix/', maxKeys: 10 }), { objects: [], commonPrefixes: [], isTruncated: false })
     await assert.rejects(store.list!({ prefix: 'list/', maxKeys: 0 }), BadRequestError)
     await assert.rejects(store.list!({ prefix: 'list/', maxKeys: 1001 }), BadRequestError)
+  })
+
+  it('list: a continuation token the store did not make is refused', { skip: gaps.acceptsAnyToken ?? gaps.listing }, async () => {
+    const store = getStore()
+    await assert.rejects(store.list!({ prefix: 'list/', continuationToken: 'not a token!', maxKeys: 10 }), BadRequestError)
+  })
+
+  it("list: the store's own state (multipart uploads) is never listed, nor nameable", async () => {
+    const store = getStore()
+    const uploadId = await store.createMultipart!('hidden/upload.bin', { contentType: 'application/octet-stream' })
+    await store.uploadPart!('hidden/upload.bin', uploadId, 1, body(Buffer.from('part')), { size: 4 })
+    const everything = await store.list!({ maxKeys: 1000 })
+    assert.deepEqual(everything.objects.filter((o) => o.key.startsWith('.') || o.key.startsWith('hidden/')), [])
+    const top = await store.list!({ delimiter: '/', maxKeys: 1000 })
+    assert.deepEqual(top.commonPrefixes.filter((p) => p.startsWith('.')), [])
+    assert.ok(top.commonPrefixes.includes('list/'))
+    if (gaps.reservedKey !== undefined) {
+      const reserved = gaps.reservedKey
+      await assert.rejects(store.head(reserved), InvalidKeyError)
+      await assert.rejects(store.put(reserved, body(Buffer.from('x')), { contentType: 'text/plain' }), InvalidKeyError)
+      await assert.rejects(store.delete!(reserved), InvalidKeyError)
+      await assert.rejects(store.copy!('list/a.txt', reserved), InvalidKeyError)
+      await assert.rejects(store.createMultipart!(reserved, { contentType: 'text/plain' }), InvalidKeyError)
+      assert.deepEqual((await store.list!({ prefix: reserved.slice(0, reserved.indexOf('/') + 1), maxKeys: 1000 })).objects, [])
+    }
+    if (!gaps.noUploadChecks) await store.abortMultipart!('hidden/upload.bin', uploadId)
   })
 
   it('delete: removes an object; a missing key is not an error', async () => {
@@ -233,6 +266,33 @@ export function describeStoreAdmin(getStore: () => Store, gaps: AdminGaps = {}):
     await assert.rejects(store.completeMultipart!(key, uploadId, [...parts, { partNumber: 4, etag: parts[0]!.etag }]), InvalidPartError)
     assert.equal(await store.head(key), null)
     await store.abortMultipart!(key, uploadId)
+  })
+
+  it('multipart: a part whose body is not its declared size is refused', async () => {
+    const store = getStore()
+    const key = 'multipart/sized.bin'
+    const uploadId = await store.createMultipart!(key, { contentType: 'application/octet-stream' })
+    await assert.rejects(store.uploadPart!(key, uploadId, 1, body(Buffer.from('four')), { size: 10 }), BadRequestError)
+    await assert.rejects(store.uploadPart!(key, uploadId, 1, body(Buffer.from('four')), { size: 2 }), BadRequestError)
+    const good = await store.uploadPart!(key, uploadId, 1, body(Buffer.from('four')), { size: 4 })
+    if (!gaps.noListParts) assert.deepEqual((await store.listParts!(key, uploadId)).map((p) => [p.partNumber, p.size]), [[1, 4]])
+    await store.completeMultipart!(key, uploadId, [good])
+    assert.equal((await store.head(key))?.size, 4)
+  })
+
+  it('multipart: a part whose body fails rejects and is not kept', async () => {
+    const store = getStore()
+    const key = 'multipart/broken.bin'
+    const uploadId = await store.createMultipart!(key, { contentType: 'application/octet-stream' })
+    const broken = Readable.from(
+      (async function* failing() {
+        yield randomBytes(1000)
+        throw new Error('client went away')
+      })(),
+    )
+    await assert.rejects(store.uploadPart!(key, uploadId, 1, broken, { size: 2000 }))
+    if (!gaps.noListParts) assert.deepEqual(await store.listParts!(key, uploadId), [])
+    if (!gaps.noUploadChecks) await store.abortMultipart!(key, uploadId)
   })
 
   it('multipart: parts out of order, none, or a bad part number are refused before any store call', async () => {

@@ -1,12 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { Transform } from 'node:stream'
+import { pipeline } from 'node:stream'
 import type { Readable } from 'node:stream'
 import type { ContainerClient } from '@azure/storage-blob'
-import { BadRequestError, InvalidPartError, NoSuchUploadError } from '../errors.ts'
+import { BadRequestError, InvalidPartError, NoSuchUploadError, isDomainError } from '../errors.ts'
 import { RESERVED_PREFIX, checkAzureKey } from './azure-admin.ts'
 import { isAzureNotFound, toUpstreamError } from './azure.ts'
 import { quoteEtag } from './common.ts'
-import { checkCompletion, checkPartNumber, unquote } from './multipart.ts'
+import { checkCompletion, checkPartNumber, exactSize, unquote } from './multipart.ts'
 import type { MultipartPart, ObjectMeta, StoreAdmin } from './types.ts'
 
 /** Upload ids we mint: 120 random bits in hex (30 characters, so block ids come out 43 bytes). */
@@ -109,33 +109,30 @@ export function azureMultipart(context: { id: string; container: ContainerClient
   async function uploadPart(key: string, uploadId: string, partNumber: number, body: Readable, options: { size?: number; signal?: AbortSignal }): Promise<MultipartPart> {
     checkAzureKey(key)
     checkPartNumber(partNumber)
-    const { size, signal } = options
+    const { size } = options
     // Put Block sends a Content-Length: the size must be known (S3's UploadPart needs it too).
     if (size === undefined) throw new BadRequestError('an upload part needs its size (Content-Length)')
     if (size > MAX_BLOCK_BYTES) throw new BadRequestError(`an upload part is at most ${MAX_BLOCK_BYTES} bytes on this store`)
-    let mismatch: BadRequestError | undefined
-    let seen = 0
-    const counted = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        seen += chunk.length
-        if (seen > size) return callback((mismatch = new BadRequestError(`part body is longer than the ${size} bytes declared`)))
-        callback(null, chunk)
-      },
-      flush(callback) {
-        callback(seen < size ? (mismatch = new BadRequestError(`part body was ${seen} bytes, not the ${size} declared`)) : null)
-      },
+    const sized = exactSize(size)
+    // A body that fails (a wrong size, a client gone) must also end the request, which would
+    // otherwise wait for the bytes its Content-Length promised; that failure is the answer.
+    const request = new AbortController()
+    const signal = options.signal ? AbortSignal.any([options.signal, request.signal]) : request.signal
+    let mismatch: unknown
+    sized.once('error', (error) => {
+      mismatch ??= error
+      request.abort(error)
     })
     try {
       await open(key, uploadId, signal)
-      body.on('error', (error) => counted.destroy(error))
-      body.pipe(counted)
-      await container.getBlockBlobClient(key).stageBlock(blockIdOf(uploadId, partNumber), counted, size, { abortSignal: signal })
-      if (mismatch) throw mismatch
+      pipeline(body, sized, () => {})
+      await container.getBlockBlobClient(key).stageBlock(blockIdOf(uploadId, partNumber), sized, size, { abortSignal: signal })
+      if (isDomainError(mismatch)) throw mismatch
       return { partNumber, etag: etagOf(uploadId, partNumber, size), size, lastModified: new Date() }
     } catch (error) {
       body.destroy()
-      counted.destroy()
-      if (mismatch) throw mismatch
+      sized.destroy()
+      if (isDomainError(mismatch)) throw mismatch
       throw toUpstreamError(id, 'upload part', error)
     }
   }

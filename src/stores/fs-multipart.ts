@@ -4,9 +4,9 @@ import { createHash, randomBytes } from 'node:crypto'
 import path from 'node:path'
 import { Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { BadRequestError, InvalidPartError, NoSuchUploadError } from '../errors.ts'
+import { InvalidPartError, NoSuchUploadError } from '../errors.ts'
 import type { FsContext } from './fs-context.ts'
-import { checkCompletion, checkPartNumber, unquote } from './multipart.ts'
+import { checkCompletion, checkPartNumber, exactSize, unquote } from './multipart.ts'
 import type { MultipartPart, ObjectMeta, StoreAdmin } from './types.ts'
 
 /** Upload ids we mint: 128 random bits in hex. Anything else names no upload (and no path). */
@@ -97,8 +97,8 @@ export function fsMultipart(context: FsContext): Pick<StoreAdmin, 'createMultipa
           callback(null, chunk)
         },
       })
-      await pipeline(body, hashed, createWriteStream(tmp, { flags: 'wx', flush: true }), { signal: options.signal })
-      if (options.size !== undefined && size !== options.size) throw new BadRequestError(`part body was ${size} bytes, not the ${options.size} declared`)
+      const sized = options.size === undefined ? [] : [exactSize(options.size)]
+      await pipeline([body, ...sized, hashed, createWriteStream(tmp, { flags: 'wx', flush: true })], { signal: options.signal })
       const digest = md5.digest('hex')
       const name = `${partNumber}.${digest}`
       await fsp.rename(tmp, path.join(dir, name))

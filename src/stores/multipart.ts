@@ -1,3 +1,4 @@
+import { Transform } from 'node:stream'
 import { BadRequestError, InvalidPartError } from '../errors.ts'
 import type { MultipartPart } from './types.ts'
 
@@ -25,4 +26,23 @@ export function checkCompletion(parts: readonly MultipartPart[]): void {
 /** An ETag without its quotes (S3 compares part ETags that way). */
 export function unquote(etag: string): string {
   return etag.replace(/^W\//, '').replace(/"/g, '')
+}
+
+/**
+ * A pass-through that fails with `BadRequestError` when the body is not `size` bytes: longer
+ * as soon as it is, shorter at its end (a store sending a Content-Length would otherwise wait
+ * for bytes that never come, or send a truncated part).
+ */
+export function exactSize(size: number): Transform {
+  let seen = 0
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length
+      if (seen > size) return callback(new BadRequestError(`part body is longer than the ${size} bytes declared`))
+      callback(null, chunk)
+    },
+    flush(callback) {
+      callback(seen < size ? new BadRequestError(`part body was ${seen} bytes, not the ${size} declared`) : null)
+    },
+  })
 }

@@ -1,3 +1,4 @@
+import { pipeline } from 'node:stream'
 import type { Readable } from 'node:stream'
 import {
   AbortMultipartUploadCommand,
@@ -10,11 +11,11 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3'
 import type { S3Client } from '@aws-sdk/client-s3'
-import { BadRequestError, InvalidPartError, NoSuchUploadError } from '../errors.ts'
+import { BadRequestError, InvalidPartError, NoSuchUploadError, isDomainError } from '../errors.ts'
 import { quoteEtag } from './common.ts'
 import { validateKey } from './key.ts'
 import { checkMaxKeys } from './list.ts'
-import { checkCompletion, checkPartNumber } from './multipart.ts'
+import { checkCompletion, checkPartNumber, exactSize } from './multipart.ts'
 import { isS3NotFound, toUpstreamError } from './s3.ts'
 import type { ListOptions, ListResult, MultipartPart, ObjectMeta, StoreAdmin } from './types.ts'
 
@@ -75,6 +76,9 @@ export function s3Admin(context: S3AdminContext): StoreAdmin {
         ...(out.IsTruncated && out.NextContinuationToken !== undefined && { nextContinuationToken: out.NextContinuationToken }),
       }
     } catch (error) {
+      // A token S3 cannot read (InvalidArgument) is the client's mistake, not the store's.
+      const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
+      if (options.continuationToken !== undefined && status === 400) throw new BadRequestError('invalid continuation token', { cause: error })
       throw toUpstreamError(id, 'list', error)
     }
   }
@@ -128,18 +132,31 @@ export function s3Admin(context: S3AdminContext): StoreAdmin {
     checkPartNumber(partNumber)
     // UploadPart streams only with a Content-Length (S3 refuses a chunked body without one).
     if (options.size === undefined) throw new BadRequestError('an upload part needs its size (Content-Length)')
+    const sized = exactSize(options.size)
+    // A body that fails (a wrong size, a client gone) must also end the request, which would
+    // otherwise wait for the bytes its Content-Length promised; that failure is the answer.
+    const request = new AbortController()
+    const signal = options.signal ? AbortSignal.any([options.signal, request.signal]) : request.signal
+    let mismatch: unknown
+    sized.once('error', (error) => {
+      mismatch ??= error
+      request.abort(error)
+    })
+    pipeline(body, sized, () => {})
     try {
       const out = await client.send(
-        new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: options.size }),
-        { abortSignal: options.signal },
+        new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: sized, ContentLength: options.size }),
+        { abortSignal: signal },
       )
       const etag = quoteEtag(out.ETag)
       if (etag === undefined) throw new Error('UploadPart answered no ETag')
       return { partNumber, etag, size: options.size }
     } catch (error) {
-      // The SDK may stop reading a body it no longer sends: release the client's stream.
-      body.destroy()
+      if (isDomainError(mismatch)) throw mismatch
       throw multipartError('upload part', error)
+    } finally {
+      // The SDK may stop reading a body it no longer sends: release the client's stream.
+      sized.destroy()
     }
   }
 
