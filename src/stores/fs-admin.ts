@@ -26,7 +26,8 @@ function isMissing(error: unknown): boolean {
 export function fsAdmin(context: FsContext): Pick<StoreAdmin, 'list' | 'delete' | 'copy'> {
   const { root } = context
 
-  async function* walk(dir: string, keyPrefix: string, prefix: string, after: string | undefined): AsyncGenerator<ListEntry> {
+  async function* walk(dir: string, keyPrefix: string, prefix: string, after: string | undefined, signal: AbortSignal | undefined): AsyncGenerator<ListEntry> {
+    signal?.throwIfAborted()
     let entries: Dirent[]
     try {
       entries = await fsp.readdir(dir, { withFileTypes: true })
@@ -44,7 +45,7 @@ export function fsAdmin(context: FsContext): Pick<StoreAdmin, 'list' | 'delete' 
       if (entry.isDirectory()) {
         // Every key below starts with `key`: all of them sort before `after` unless it is below too.
         if (after !== undefined && compareKeys(key, after) < 0 && !after.startsWith(key)) continue
-        yield* walk(path.join(dir, entry.name), key, prefix, after)
+        yield* walk(path.join(dir, entry.name), key, prefix, after, signal)
         continue
       }
       if (after !== undefined && compareKeys(key, after) <= 0) continue
@@ -82,8 +83,7 @@ export function fsAdmin(context: FsContext): Pick<StoreAdmin, 'list' | 'delete' 
         throw error
       })
       if (real === null || !isInside(real, base)) return empty
-      options.signal?.throwIfAborted()
-      return await pageOf(walk(start, dirPart, prefix, after), options, after)
+      return await pageOf(walk(start, dirPart, prefix, after, options.signal), options, after)
     } catch (error) {
       context.fail('list', prefix, error)
     }

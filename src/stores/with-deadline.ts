@@ -96,12 +96,12 @@ export function withDeadline(store: Store, options: DeadlineOptions): Store {
    * stays silent once the body is complete, for `timeoutMs` (checked four times per period).
    * A client that is slow to send is not the store's fault: that time does not count.
    */
-  function upload<T>(body: Readable, outer: AbortSignal | undefined, call: (body: Readable, signal: AbortSignal) => Promise<T>): Promise<T> {
-    return watchedUpload(id, timeoutMs, body, outer, call)
+  function upload<T>(op: string, body: Readable, outer: AbortSignal | undefined, call: (body: Readable, signal: AbortSignal) => Promise<T>): Promise<T> {
+    return watchedUpload(id, op, timeoutMs, body, outer, call)
   }
 
   function put(key: string, body: Readable, opts: PutOptions): Promise<ObjectMeta> {
-    return upload(body, opts.signal, (tap, signal) => store.put(key, tap, { ...opts, signal }))
+    return upload('put', body, opts.signal, (tap, signal) => store.put(key, tap, { ...opts, signal }))
   }
 
   const close = store.close?.bind(store)
@@ -117,7 +117,7 @@ export function withDeadline(store: Store, options: DeadlineOptions): Store {
  */
 function adminWithDeadline(
   store: Store,
-  upload: <T>(body: Readable, outer: AbortSignal | undefined, call: (body: Readable, signal: AbortSignal) => Promise<T>) => Promise<T>,
+  upload: <T>(op: string, body: Readable, outer: AbortSignal | undefined, call: (body: Readable, signal: AbortSignal) => Promise<T>) => Promise<T>,
   answered: <T>(op: string, signal: AbortSignal | undefined, call: (signal: AbortSignal) => Promise<T>) => Promise<T>,
 ): Partial<StoreAdmin> {
   const { list, delete: remove, copy, createMultipart, uploadPart, completeMultipart, abortMultipart, listParts } = store
@@ -128,7 +128,7 @@ function adminWithDeadline(
   if (createMultipart) admin.createMultipart = (key, opts) => answered('create multipart', opts.signal, (signal) => createMultipart.call(store, key, { ...opts, signal }))
   if (uploadPart) {
     admin.uploadPart = (key, uploadId, partNumber, body, opts) =>
-      upload(body, opts.signal, (tap, signal) => uploadPart.call(store, key, uploadId, partNumber, tap, { ...opts, signal }))
+      upload('upload part', body, opts.signal, (tap, signal) => uploadPart.call(store, key, uploadId, partNumber, tap, { ...opts, signal }))
   }
   if (completeMultipart) admin.completeMultipart = (key, uploadId, parts, opts) => completeMultipart.call(store, key, uploadId, parts, opts)
   if (abortMultipart) admin.abortMultipart = (key, uploadId, opts) => answered('abort multipart', opts?.signal, (signal) => abortMultipart.call(store, key, uploadId, { ...opts, signal }))
@@ -142,7 +142,7 @@ function adminWithDeadline(
  * `timeoutMs` (checked four times per period). A client that is slow to send is not the
  * store's fault: that time does not count.
  */
-async function watchedUpload<T>(id: string, timeoutMs: number, body: Readable, outer: AbortSignal | undefined, call: (body: Readable, signal: AbortSignal) => Promise<T>): Promise<T> {
+async function watchedUpload<T>(id: string, op: string, timeoutMs: number, body: Readable, outer: AbortSignal | undefined, call: (body: Readable, signal: AbortSignal) => Promise<T>): Promise<T> {
   let received = 0
   const tap = new Transform({
     transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
@@ -167,7 +167,7 @@ async function watchedUpload<T>(id: string, timeoutMs: number, body: Readable, o
         return
       }
       if (now - moved < timeoutMs) return
-      const error = new UpstreamError(id, 'timeout', `store put made no progress for ${timeoutMs} ms`)
+      const error = new UpstreamError(id, 'timeout', `store ${op} made no progress for ${timeoutMs} ms`)
       stalled.abort(error)
       tap.destroy(error)
       fail(error)
