@@ -20,13 +20,14 @@ function isMissing(error: unknown): boolean {
  * directory `a` as `a/`): the walk yields keys in UTF-8 binary order without sorting the whole
  * tree, and skips whole directories that lie before the page's start. Symbolic links are not
  * listed (`get` follows one that stays inside the root); neither is `.cachegate-meta/`.
- * A directory grouped into one common prefix is still walked (an empty directory is no prefix).
+ * With delimiter `/`, a directory that is one common prefix is walked only to its first key (an
+ * empty directory is no prefix); with another delimiter the whole tree under the prefix is.
  * Continuation token: base64url of the page's last key or common prefix.
  */
 export function fsAdmin(context: FsContext): Pick<StoreAdmin, 'list' | 'delete' | 'copy'> {
   const { root } = context
 
-  async function* walk(dir: string, keyPrefix: string, prefix: string, after: string | undefined, signal: AbortSignal | undefined): AsyncGenerator<ListEntry> {
+  async function* walk(dir: string, keyPrefix: string, prefix: string, after: string | undefined, signal: AbortSignal | undefined, delimiter?: string): AsyncGenerator<ListEntry> {
     signal?.throwIfAborted()
     let entries: Dirent[]
     try {
@@ -45,7 +46,17 @@ export function fsAdmin(context: FsContext): Pick<StoreAdmin, 'list' | 'delete' 
       if (entry.isDirectory()) {
         // Every key below starts with `key`: all of them sort before `after` unless it is below too.
         if (after !== undefined && compareKeys(key, after) < 0 && !after.startsWith(key)) continue
-        yield* walk(path.join(dir, entry.name), key, prefix, after, signal)
+        const below = walk(path.join(dir, entry.name), key, prefix, after, signal, delimiter)
+        // With delimiter `/`, a directory right under the prefix is one common prefix: one key
+        // below it says it is not empty, and the rest would only be grouped into it again.
+        if (delimiter === '/' && key.length > prefix.length && key.indexOf('/', prefix.length) === key.length - 1) {
+          for await (const first of below) {
+            yield first
+            break
+          }
+        } else {
+          yield* below
+        }
         continue
       }
       if (after !== undefined && compareKeys(key, after) <= 0) continue
@@ -83,7 +94,7 @@ export function fsAdmin(context: FsContext): Pick<StoreAdmin, 'list' | 'delete' 
         throw error
       })
       if (real === null || !isInside(real, base)) return empty
-      return await pageOf(walk(start, dirPart, prefix, after, options.signal), options, after)
+      return await pageOf(walk(start, dirPart, prefix, after, options.signal, options.delimiter), options, after)
     } catch (error) {
       context.fail('list', prefix, error)
     }
