@@ -16,7 +16,7 @@ import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, ObjectM
 const READ_HIGH_WATER_MARK = 1024 * 1024
 
 /** Makes a rename in `dir` durable (POSIX: the directory entry is data of the directory). */
-export async function syncDirectory(dir: string): Promise<void> {
+async function syncDirectory(dir: string): Promise<void> {
   const handle = await fsp.open(dir, 'r')
   try {
     await handle.sync()
@@ -40,7 +40,7 @@ export interface FsStoreOptions {
   root: string
 }
 
-export interface Sidecar {
+interface Sidecar {
   contentType: string
 }
 
