@@ -93,6 +93,7 @@ export function createApp(deps: AppDeps) {
       now: deps.now,
       watchUpload,
       reportError: deps.reportError,
+      hooks: deps.objectHooks,
     })
 
   /** The operator endpoints; `/stats` and `/metrics` only where `withTelemetry`. */

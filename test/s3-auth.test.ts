@@ -79,6 +79,24 @@ function signedChunks(signed: Signed, chunks: Buffer[], tamper?: number): Buffer
   return Buffer.concat(parts)
 }
 
+/** STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER: signed chunks, then a checksum trailer signed on the last chunk's signature. */
+function signedChunksWithTrailer(signed: Signed, chunks: Buffer[], checksum: string, tamperTrailer = false): Buffer {
+  let previous = signed.signature
+  const parts: Buffer[] = []
+  for (const data of [...chunks, Buffer.alloc(0)]) {
+    const text = ['AWS4-HMAC-SHA256-PAYLOAD', signed.amzDate, signed.scope, previous, sha256(''), sha256(data)].join('\n')
+    previous = createHmac('sha256', signed.signingKey).update(text).digest('hex')
+    parts.push(Buffer.from(`${data.length.toString(16)};chunk-signature=${previous}\r\n`), data)
+    if (data.length > 0) parts.push(Buffer.from('\r\n'))
+  }
+  const trailer = `x-amz-checksum-crc32:${checksum}\n`
+  const text = ['AWS4-HMAC-SHA256-TRAILER', signed.amzDate, signed.scope, previous, sha256(trailer)].join('\n')
+  let signature = createHmac('sha256', signed.signingKey).update(text).digest('hex')
+  if (tamperTrailer) signature = `${signature[0] === '0' ? '1' : '0'}${signature.slice(1)}`
+  parts.push(Buffer.from(`x-amz-checksum-crc32:${checksum}\r\nx-amz-trailer-signature:${signature}\r\n\r\n`))
+  return Buffer.concat(parts)
+}
+
 /** STREAMING-UNSIGNED-PAYLOAD-TRAILER with an x-amz-checksum-crc32 trailer of `checksum`. */
 function unsignedTrailerBody(chunks: Buffer[], checksum: string): Buffer {
   const parts: Buffer[] = []
@@ -172,6 +190,18 @@ describe('S3 API: authentication and scopes', () => {
     }
   })
 
+  it('the object routes\' decorate hook (CORS) runs on S3 object responses too', async () => {
+    const hooked = await startS3Gateway({ objectHooks: { decorate: (_incoming, headers, target) => headers.setHeader('X-Test-Hook', `${target?.bucket}:${target?.key}`) } })
+    try {
+      const signed = await sign(hooked.url, 'GET', '/local/nothing-here', {}, 'UNSIGNED-PAYLOAD')
+      const res = await rawRequest(hooked.url, 'GET', '/local/nothing-here', signed.headers)
+      assert.equal(res.status, 404)
+      assert.equal(res.headers['x-test-hook'], 'local:nothing-here')
+    } finally {
+      await hooked.close()
+    }
+  })
+
   it('bearer and S3 clients share the listener', async () => {
     const bearer = await rawRequest(gw.url, 'GET', '/local/public/readme.txt', { Authorization: `Bearer ${BEARER}` })
     assert.equal(bearer.status, 200)
@@ -228,6 +258,20 @@ describe('S3 API: bodies that must not be stored', () => {
     const good = await sign(gw.url, 'PUT', '/local/trailer-ok.bin', headers, 'STREAMING-UNSIGNED-PAYLOAD-TRAILER')
     const res = await rawRequest(gw.url, 'PUT', '/local/trailer-ok.bin', good.headers, unsignedTrailerBody([data], await crc32Base64(data)))
     assert.equal(res.status, 200, res.body.toString())
+  })
+
+  it('signed chunks with a signed checksum trailer: stored; a tampered trailer signature is refused', async () => {
+    const chunks = [Buffer.alloc(8192, 3), Buffer.alloc(100, 4)]
+    const data = Buffer.concat(chunks)
+    const headers = { 'content-encoding': 'aws-chunked', 'x-amz-decoded-content-length': String(data.length), 'x-amz-trailer': 'x-amz-checksum-crc32' }
+    const bad = await sign(gw.url, 'PUT', key, headers, 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER')
+    await resetAndCheck(rawRequest(gw.url, 'PUT', key, bad.headers, signedChunksWithTrailer(bad, chunks, await crc32Base64(data), true)), 'SignatureDoesNotMatch')
+    const badSum = await sign(gw.url, 'PUT', key, headers, 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER')
+    await resetAndCheck(rawRequest(gw.url, 'PUT', key, badSum.headers, signedChunksWithTrailer(badSum, chunks, 'AAAAAA==')), 'BadDigest')
+    const good = await sign(gw.url, 'PUT', '/local/signed-trailer.bin', headers, 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER')
+    const res = await rawRequest(gw.url, 'PUT', '/local/signed-trailer.bin', good.headers, signedChunksWithTrailer(good, chunks, await crc32Base64(data)))
+    assert.equal(res.status, 200, res.body.toString())
+    assert.deepEqual((await rawRequest(gw.url, 'GET', '/local/signed-trailer.bin', { Authorization: `Bearer ${BEARER}` })).body, data)
   })
 
   it('a signed payload hash that does not match is XAmzContentSHA256Mismatch', async () => {

@@ -92,7 +92,11 @@ describe('S3 API through the AWS CLI and rclone', () => {
     const aws = (...args: string[]) => ok('aws', ['--endpoint-url', gw.url, ...args], env)
     const big = randomBytes(12 * 1024 * 1024 + 123)
     await writeFile(path.join(home, 'big.bin'), big)
+    const posts = async () => Number(/^cachegate_requests_total\{method="POST",status="200"\} (\d+)$/m.exec(await (await fetch(`${gw.url}/metrics`)).text())?.[1] ?? 0)
+    const postsBefore = await posts()
     await aws('s3', 'cp', path.join(home, 'big.bin'), 's3://local/cli/big.bin')
+    // Over the CLI's 8 MiB threshold: CreateMultipartUpload and CompleteMultipartUpload are POSTs.
+    assert.equal((await posts()) - postsBefore, 2)
     await aws('s3', 'cp', 's3://local/cli/big.bin', path.join(home, 'big-down.bin'))
     assert.ok((await readFile(path.join(home, 'big-down.bin'))).equals(big))
     const listing = await aws('s3', 'ls', 's3://local/cli/')

@@ -4,6 +4,7 @@
  * the object routes' handlers, so both front ends share one cache, one singleflight.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { ObjectHooks } from '../http/object/index.ts'
 import type { Logger } from '../log.ts'
 import type { Telemetry } from '../metrics.ts'
 import type { ObjectService } from '../objects/index.ts'
@@ -55,6 +56,8 @@ export interface S3HandlerDeps {
   now?: () => number
   watchUpload?: (incoming: IncomingMessage) => () => void
   reportError?: (error: unknown) => void
+  /** The object routes' hooks: `decorate` (CORS headers) runs on S3 object responses too. */
+  hooks?: ObjectHooks
 }
 
 export type S3Handler = (incoming: IncomingMessage, outgoing: ServerResponse, path: string, query: string) => Promise<void>
@@ -87,6 +90,7 @@ export function createS3Handler(deps: S3HandlerDeps): S3Handler {
   async function serve(incoming: IncomingMessage, outgoing: ServerResponse, method: string, path: string, query: string): Promise<void> {
     if (!isS3Method(method)) throw new S3Error('MethodNotAllowed', `${method} is not an S3 method`)
     const target = parseS3Path(path)
+    if (target.key !== undefined) deps.hooks?.decorate?.(incoming, outgoing, { bucket: target.bucket!, key: target.key })
     const params = parseQuery(query)
     const verified = await verifier.verify(incoming, incoming.url ?? path, path, params)
     const operation = operationOf(method, target, params, incoming.headers['x-amz-copy-source'] !== undefined)

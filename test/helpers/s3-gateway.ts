@@ -3,6 +3,7 @@
  * the gateway URL as endpoint), for the test/s3-*.test.ts files.
  */
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3'
+import type { ObjectHooks } from '../../src/http/object/index.ts'
 import type { Store } from '../../src/stores/types.ts'
 import { type TestGateway, startGateway } from './gateway.ts'
 
@@ -24,8 +25,10 @@ export function s3Api(readerBucket = 'local') {
 }
 
 /** `stores` replaces the fs store `local`: name their ids in `raw.stores` too (any config), and the reader's bucket in `readerBucket`. */
-export async function startS3Gateway(options: { stores?: Map<string, Store>; raw?: Record<string, unknown>; readerBucket?: string } = {}): Promise<TestGateway> {
-  return startGateway({ stores: options.stores, raw: { s3_api: s3Api(options.readerBucket), ...options.raw } })
+export async function startS3Gateway(
+  options: { stores?: Map<string, Store>; raw?: Record<string, unknown>; readerBucket?: string; objectHooks?: ObjectHooks } = {},
+): Promise<TestGateway> {
+  return startGateway({ stores: options.stores, raw: { s3_api: s3Api(options.readerBucket), ...options.raw }, objectHooks: options.objectHooks })
 }
 
 export function s3Client(url: string, credentials: { accessKeyId: string; secretAccessKey: string } = FULL, config: S3ClientConfig = {}): S3Client {
