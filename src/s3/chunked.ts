@@ -28,8 +28,8 @@ export interface ChunkSigning {
   seed: string
   longDate: string
   scope: string
-  /** HMAC with the request's signing key (sigv4.ts `VerifiedRequest.signString`). */
-  signString(text: string): Promise<string>
+  /** Hex HMAC with the request's signing key (sigv4.ts `VerifiedRequest.signString`). */
+  signString(text: string): string
 }
 
 export interface ChunkedOptions {
@@ -69,7 +69,12 @@ export class ChunkedDecoder extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#consume(chunk).then(() => callback(), (error: unknown) => callback(error as Error))
+    try {
+      this.#consume(chunk)
+    } catch (error) {
+      return callback(error as Error)
+    }
+    callback()
   }
 
   override _flush(callback: TransformCallback): void {
@@ -82,7 +87,7 @@ export class ChunkedDecoder extends Transform {
     callback()
   }
 
-  async #consume(buffer: Buffer): Promise<void> {
+  #consume(buffer: Buffer): void {
     let offset = 0
     while (offset < buffer.length) {
       if (this.#state === 'data') {
@@ -94,7 +99,7 @@ export class ChunkedDecoder extends Transform {
         this.#chunkHash?.update(data)
         this.push(data)
         if (this.#remaining === 0) {
-          await this.#checkChunk()
+          this.#checkChunk()
           this.#state = 'data-end'
         }
         continue
@@ -110,11 +115,11 @@ export class ChunkedDecoder extends Transform {
       this.#line = []
       this.#lineLength = 0
       if (line.length < 2 || line[line.length - 2] !== 13) throw malformed('lines must end in CRLF')
-      await this.#onLine(line.toString('latin1', 0, line.length - 2))
+      this.#onLine(line.toString('latin1', 0, line.length - 2))
     }
   }
 
-  async #onLine(line: string): Promise<void> {
+  #onLine(line: string): void {
     switch (this.#state) {
       case 'size':
         return this.#onSize(line)
@@ -129,7 +134,7 @@ export class ChunkedDecoder extends Transform {
     }
   }
 
-  async #onSize(line: string): Promise<void> {
+  #onSize(line: string): void {
     const semicolon = line.indexOf(';')
     const hex = semicolon === -1 ? line : line.slice(0, semicolon)
     if (!/^[0-9a-fA-F]{1,8}$/.test(hex)) throw malformed('a chunk size must be hexadecimal')
@@ -142,7 +147,7 @@ export class ChunkedDecoder extends Transform {
       this.#chunkHash = createHash('sha256')
     }
     if (size === 0) {
-      await this.#checkChunk()
+      this.#checkChunk()
       this.#state = 'trailer'
       return
     }
@@ -150,19 +155,19 @@ export class ChunkedDecoder extends Transform {
     this.#state = 'data'
   }
 
-  async #checkChunk(): Promise<void> {
+  #checkChunk(): void {
     const signing = this.#options.signing
     if (!signing) return
     const digest = this.#chunkHash!.digest('hex')
     const text = `AWS4-HMAC-SHA256-PAYLOAD\n${signing.longDate}\n${signing.scope}\n${this.#previous}\n${EMPTY_SHA256}\n${digest}`
-    const expected = await signing.signString(text)
+    const expected = signing.signString(text)
     if (!sameHex(expected, this.#chunkSignature!)) throw badSignature()
     this.#previous = expected
   }
 
-  async #onTrailer(line: string): Promise<void> {
+  #onTrailer(line: string): void {
     if (line === '') {
-      await this.#checkTrailerSignature()
+      this.#checkTrailerSignature()
       this.#state = 'done'
       return
     }
@@ -174,7 +179,7 @@ export class ChunkedDecoder extends Transform {
   }
 
   /** STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER: the trailers are signed too, chained on the last chunk. */
-  async #checkTrailerSignature(): Promise<void> {
+  #checkTrailerSignature(): void {
     const signing = this.#options.signing
     if (!signing || !this.#options.trailer) return
     const signature = this.#trailers.find(([name]) => name === 'x-amz-trailer-signature')?.[1]
@@ -184,7 +189,7 @@ export class ChunkedDecoder extends Transform {
       .map(([name, value]) => `${name}:${value}\n`)
       .join('')
     const digest = createHash('sha256').update(text).digest('hex')
-    const expected = await signing.signString(`AWS4-HMAC-SHA256-TRAILER\n${signing.longDate}\n${signing.scope}\n${this.#previous}\n${digest}`)
+    const expected = signing.signString(`AWS4-HMAC-SHA256-TRAILER\n${signing.longDate}\n${signing.scope}\n${this.#previous}\n${digest}`)
     if (!sameHex(expected, signature)) throw badSignature()
   }
 

@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ObjectHooks } from '../http/object/index.ts'
+import { type ObjectTarget, ParsedPaths } from '../http/object/target.ts'
 import type { Logger } from '../log.ts'
 import type { Telemetry } from '../metrics.ts'
 import type { ObjectService } from '../objects/index.ts'
@@ -19,7 +20,7 @@ import { getBucketLocation, deleteObjects, headBucket, listBuckets, listObjects,
 import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, listParts, uploadPart } from './ops/multipart.ts'
 import { copyObject, deleteObject, getObject, headObject, putObject } from './ops/object.ts'
 import { parseQuery } from './query.ts'
-import { type Operation, isS3Method, operationOf, parseS3Path } from './route.ts'
+import { type Operation, type S3Target, isS3Method, operationOf, parseS3Path } from './route.ts'
 import { sendError } from './respond.ts'
 
 export { isSigV4Request } from './auth/sigv4.ts'
@@ -86,13 +87,15 @@ export function createS3Handler(deps: S3HandlerDeps): S3Handler {
     maxUploadSize: deps.maxUploadSize,
   }
   const nextId = requestIds()
+  /** Object paths already decoded and checked (filled only after auth, as on the bearer routes). */
+  const paths = new ParsedPaths()
 
   async function serve(incoming: IncomingMessage, outgoing: ServerResponse, method: string, path: string, query: string): Promise<void> {
     if (!isS3Method(method)) throw new S3Error('MethodNotAllowed', `${method} is not an S3 method`)
-    const target = parseS3Path(path)
+    const target: S3Target = paths.get(path) ?? parseS3Path(path)
     if (target.key !== undefined) deps.hooks?.decorate?.(incoming, outgoing, { bucket: target.bucket!, key: target.key })
     const params = parseQuery(query)
-    const verified = await verifier.verify(incoming, incoming.url ?? path, path, params)
+    const verified = await verifier.verify(incoming, path, params)
     const operation = operationOf(method, target, params, incoming.headers['x-amz-copy-source'] !== undefined)
     const { credential } = verified
     if (operation === 'ListBuckets') {
@@ -103,6 +106,8 @@ export function createS3Handler(deps: S3HandlerDeps): S3Handler {
     authorize(credential, method, bucket, target.key)
     const store = stores.get(bucket)
     if (!store) throw new S3Error('NoSuchBucket', 'the specified bucket does not exist')
+    // The target itself: one that came from `paths` is known there and costs no lookup.
+    if (target.key !== undefined) paths.remember(path, target as ObjectTarget)
     return OPERATIONS[operation](ctx, { incoming, outgoing, method, bucket, key: target.key, params, verified, store })
   }
 

@@ -1,13 +1,14 @@
 /**
  * AWS Signature Version 4 on incoming requests, header (`Authorization: AWS4-HMAC-SHA256 …`)
- * or presigned query (`X-Amz-Algorithm=…&X-Amz-Signature=…`). The signature is recomputed with
- * `@smithy/signature-v4` (the signer the AWS SDKs use) from the request as received, and
- * compared in constant time. AWS docs: "Authenticating Requests (AWS Signature Version 4)".
+ * or presigned query (`X-Amz-Algorithm=…&X-Amz-Signature=…`). The canonical request is built by
+ * `@smithy/signature-v4` (the signer the AWS SDKs use: path, query and header canonicalisation,
+ * the error-prone part) from the request as received; the signing key is derived by it once per
+ * (access key, day, region) and kept (bounded); the final HMAC is compared in constant time.
+ * AWS docs: "Authenticating Requests (AWS Signature Version 4)".
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import { createHash, createHmac, hash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { SignatureV4 } from '@smithy/signature-v4'
-import { LRUCache } from 'lru-cache'
+import { SignatureV4, getCanonicalHeaders, getSigningKey } from '@smithy/signature-v4'
 import { S3Error } from '../errors.ts'
 import { headerOf } from '../headers.ts'
 import { type QueryBag, single } from '../query.ts'
@@ -18,17 +19,14 @@ export const ALGORITHM = 'AWS4-HMAC-SHA256'
 export const MAX_SKEW_MS = 15 * 60 * 1000
 /** A presigned URL lives at most 7 days (`X-Amz-Expires` ≤ 604800). */
 export const MAX_PRESIGNED_SECONDS = 7 * 24 * 3600
-/** Requests whose signature verified, so a repeated one (same target, headers and signature) skips the HMACs. */
-const VERIFIED_REQUESTS = 10_000
-/** Longer cache keys are verified every time: the bound is on entries, this keeps it on bytes too. */
-const VERIFIED_KEY_MAX_LENGTH = 4096
+/** Signing keys kept (one per access key, day and region in use): cleared when full. */
+const SIGNING_KEYS = 1000
 
 /** A request whose signature holds. */
 export interface VerifiedRequest {
   credential: S3Credential
   /** Hex signature of the request: the seed of an aws-chunked body's chunk signatures. */
   signature: string
-  signingDate: Date
   /** `YYYYMMDDTHHMMSSZ` and `date/region/s3/aws4_request`, as signed. */
   longDate: string
   scope: string
@@ -36,9 +34,12 @@ export interface VerifiedRequest {
   payload: string | undefined
   /** A presigned URL's expiry, in unix seconds. */
   expiresAt?: number
-  /** HMAC of `text` with this request's signing key (chunk and trailer signatures). */
-  signString(text: string): Promise<string>
+  /** Hex HMAC of `text` with this request's signing key (chunk and trailer signatures). */
+  signString(text: string): string
 }
+
+type HttpRequest = Parameters<typeof getCanonicalHeaders>[0]
+type HeaderBag = ReturnType<typeof getCanonicalHeaders>
 
 /** node:crypto behind the hash interface the smithy signer takes (a key makes it an HMAC). */
 class NodeSha256 {
@@ -55,13 +56,26 @@ class NodeSha256 {
   reset(): void {}
 }
 
-export const sha256Hex = (data: Buffer | string) => createHash('sha256').update(data).digest('hex')
+/** Exposes smithy's canonical request (protected: the signer builds it before signing). */
+class CanonicalRequests extends SignatureV4 {
+  constructor() {
+    // S3 signs the path as sent, not double-encoded (unlike every other AWS service). No
+    // credentials are used here: only the canonical request is asked of this instance.
+    super({ service: 's3', region: 'unused', credentials: { accessKeyId: '', secretAccessKey: '' }, sha256: NodeSha256, uriEscapePath: false })
+  }
+  build(request: HttpRequest, signedHeaders: ReadonlySet<string>, payloadHash: string): string {
+    return this.createCanonicalRequest(request, getCanonicalHeaders(request, undefined, signedHeaders as Set<string>), payloadHash)
+  }
+}
+
+/** One-shot (Node ≥ 21.7): cheaper than a Hash object for one buffer. */
+export const sha256Hex = (data: Buffer | string) => hash('sha256', data, 'hex')
 
 interface ParsedAuth {
   accessKeyId: string
   shortDate: string
   region: string
-  signedHeaders: string[]
+  signedHeaders: SignedHeaderList
   signature: string
   longDate: string
   presigned?: { expires: number }
@@ -88,16 +102,38 @@ function parseCredential(value: string | undefined, region: string, fail: (why: 
   return { accessKeyId, shortDate, region: scopeRegion }
 }
 
-function parseSignedHeaders(value: string | undefined, fail: (why: string) => S3Error): string[] {
+/** A SignedHeaders list, split and as a set (what the canonicaliser takes). */
+interface SignedHeaderList {
+  names: readonly string[]
+  set: ReadonlySet<string>
+}
+
+/** Lists seen before (clients send the same few): no split per request. Cleared when full. */
+const signedHeaderLists = new Map<string, SignedHeaderList>()
+const SIGNED_HEADER_LISTS = 1000
+
+function parseSignedHeaders(value: string | undefined, fail: (why: string) => S3Error): SignedHeaderList {
+  const known = value === undefined ? undefined : signedHeaderLists.get(value)
+  if (known) return known
   const names = value?.split(';') ?? []
   if (names.length === 0 || names.some((n) => !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(n))) throw fail('SignedHeaders must be lower-case header names separated by ";"')
   if (!names.includes('host')) throw fail('SignedHeaders must include host')
-  return names
+  const list = { names, set: new Set(names) }
+  if (value!.length <= 1024) {
+    if (signedHeaderLists.size >= SIGNED_HEADER_LISTS) signedHeaderLists.clear()
+    signedHeaderLists.set(value!, list)
+  }
+  return list
 }
 
-function parseHeaderAuth(authorization: string, incoming: IncomingMessage, region: string): ParsedAuth {
-  const fail = (why: string) => new S3Error('AuthorizationHeaderMalformed', `the authorization header is malformed: ${why}`)
+/** The layout every AWS SDK and CLI sends; anything else goes through the field-by-field parser. */
+const USUAL_AUTHORIZATION = /^AWS4-HMAC-SHA256 Credential=([^,\s]+), ?SignedHeaders=([^,\s]+), ?Signature=([0-9a-f]{64})$/
+
+/** `Credential=…, SignedHeaders=…, Signature=…` as a map: the usual layout by one regex, any other field by field. */
+function authorizationFields(authorization: string, fail: (why: string) => S3Error): Map<string, string> {
   const fields = new Map<string, string>()
+  const usual = USUAL_AUTHORIZATION.exec(authorization)
+  if (usual) return fields.set('Credential', usual[1]!).set('SignedHeaders', usual[2]!).set('Signature', usual[3]!)
   for (const part of authorization.slice(ALGORITHM.length + 1).split(',')) {
     const eq = part.indexOf('=')
     if (eq === -1) throw fail('expected Credential=…, SignedHeaders=…, Signature=…')
@@ -105,12 +141,18 @@ function parseHeaderAuth(authorization: string, incoming: IncomingMessage, regio
     if (fields.has(name)) throw fail(`${name} given more than once`)
     fields.set(name, part.slice(eq + 1).trim())
   }
+  return fields
+}
+
+function parseHeaderAuth(authorization: string, incoming: IncomingMessage, region: string): ParsedAuth {
+  const fail = (why: string) => new S3Error('AuthorizationHeaderMalformed', `the authorization header is malformed: ${why}`)
+  const fields = authorizationFields(authorization, fail)
   const credential = parseCredential(fields.get('Credential'), region, fail)
   const signedHeaders = parseSignedHeaders(fields.get('SignedHeaders'), fail)
   const signature = fields.get('Signature')
   if (!signature || !/^[0-9a-f]{64}$/.test(signature)) throw fail('Signature must be 64 lower-case hex digits')
   const longDate = headerOf(incoming, 'x-amz-date')
-  if (longDate === undefined || !signedHeaders.includes('x-amz-date')) throw fail('x-amz-date must be sent and signed')
+  if (longDate === undefined || !signedHeaders.set.has('x-amz-date')) throw fail('x-amz-date must be sent and signed')
   if (!longDate.startsWith(credential.shortDate)) throw fail('the credential scope date is not the date of X-Amz-Date')
   return { ...credential, signedHeaders, signature, longDate }
 }
@@ -134,20 +176,18 @@ function parseQueryAuth(params: QueryBag, region: string): ParsedAuth {
 }
 
 /** The signed headers as received: repeated fields joined with `,` (SigV4 canonical form), or undefined when one is missing. */
-function signedHeaderValues(incoming: IncomingMessage, names: readonly string[]): Record<string, string> | undefined {
-  const values: Record<string, string> = {}
+function signedHeaderValues(incoming: IncomingMessage, names: ReadonlySet<string>): HeaderBag | undefined {
+  const values: HeaderBag = {}
   const raw = incoming.rawHeaders
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase()
-    if (!names.includes(name)) continue
+    if (!names.has(name)) continue
     const value = raw[i + 1]!
     values[name] = values[name] === undefined ? value : `${values[name]},${value}`
   }
   for (const name of names) if (values[name] === undefined) return undefined
   return values
 }
-
-const PRESIGN_PARAMS = new Set(['X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date', 'X-Amz-Expires', 'X-Amz-SignedHeaders', 'X-Amz-Signature'])
 
 function equalHex(a: string, b: string): boolean {
   return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b))
@@ -166,20 +206,20 @@ export interface SigV4Options {
  */
 export function createSigV4Verifier(options: SigV4Options) {
   const { region, now } = options
-  const signers = new Map<string, { credential: S3Credential; signer: SignatureV4 }>()
-  for (const credential of options.credentials) {
-    const signer = new SignatureV4({
-      service: 's3',
-      region,
-      credentials: { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey },
-      sha256: NodeSha256,
-      // S3 signs the path as sent, not double-encoded (unlike every other AWS service).
-      uriEscapePath: false,
-      applyChecksum: false,
-    })
-    signers.set(credential.accessKeyId, { credential, signer })
+  const credentials = new Map(options.credentials.map((credential) => [credential.accessKeyId, credential]))
+  const canonical = new CanonicalRequests()
+  const signingKeys = new Map<string, Buffer>()
+
+  /** The signing key of (key, day, region), derived by smithy on first use and then kept. */
+  async function signingKey(credential: S3Credential, shortDate: string): Promise<Buffer> {
+    const id = `${credential.accessKeyId}/${shortDate}`
+    const known = signingKeys.get(id)
+    if (known) return known
+    const derived = Buffer.from(await getSigningKey(NodeSha256, { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey }, shortDate, region, 's3'))
+    if (signingKeys.size >= SIGNING_KEYS) signingKeys.clear()
+    signingKeys.set(id, derived)
+    return derived
   }
-  const verified = new LRUCache<string, Omit<VerifiedRequest, 'payload'>>({ max: VERIFIED_REQUESTS })
 
   function checkTime(parsed: ParsedAuth, signingDate: Date): number | undefined {
     const nowMs = now()
@@ -195,60 +235,33 @@ export function createSigV4Verifier(options: SigV4Options) {
     return expiresAt
   }
 
-  async function verify(incoming: IncomingMessage, rawUrl: string, path: string, params: QueryBag): Promise<VerifiedRequest> {
+  async function verify(incoming: IncomingMessage, path: string, params: QueryBag): Promise<VerifiedRequest> {
     const authorization = incoming.headers.authorization
     const fromHeader = authorization !== undefined && authorization.startsWith(`${ALGORITHM} `)
     if (fromHeader && single(params, 'X-Amz-Algorithm') !== undefined) throw new S3Error('InvalidArgument', 'only one auth mechanism allowed: an Authorization header or a presigned query, not both')
     const parsed = fromHeader ? parseHeaderAuth(authorization, incoming, region) : parseQueryAuth(params, region)
     const signingDate = parseLongDate(parsed.longDate, (why) => new S3Error(fromHeader ? 'AuthorizationHeaderMalformed' : 'AuthorizationQueryParametersError', why))
     const expiresAt = checkTime(parsed, signingDate)
-    const found = signers.get(parsed.accessKeyId)
-    if (!found) throw new S3Error('InvalidAccessKeyId', 'the AWS access key id you provided does not exist in our records')
-    const headers = signedHeaderValues(incoming, parsed.signedHeaders)
+    const credential = credentials.get(parsed.accessKeyId)
+    if (!credential) throw new S3Error('InvalidAccessKeyId', 'the AWS access key id you provided does not exist in our records')
+    const headers = signedHeaderValues(incoming, parsed.signedHeaders.set)
     if (!headers) throw new S3Error('SignatureDoesNotMatch', 'a header named in SignedHeaders is missing from the request')
     const payloadHeader = headerOf(incoming, 'x-amz-content-sha256')
-    const payload = fromHeader ? payloadHeader : (payloadHeader ?? 'UNSIGNED-PAYLOAD')
-    if (fromHeader && payload === undefined) throw new S3Error('InvalidRequest', 'missing required header for this request: x-amz-content-sha256')
+    if (fromHeader && payloadHeader === undefined) throw new S3Error('InvalidRequest', 'missing required header for this request: x-amz-content-sha256')
+    // A presigned URL signs no payload unless the client sent a hash with it.
+    const payload = payloadHeader ?? 'UNSIGNED-PAYLOAD'
 
-    const cacheKey = `${incoming.method}\n${rawUrl}\n${authorization ?? ''}\n${payload}\n${JSON.stringify(headers)}`
-    const known = cacheKey.length <= VERIFIED_KEY_MAX_LENGTH ? verified.get(cacheKey) : undefined
-    if (known) return { ...known, expiresAt, payload }
-
-    const { credential, signer } = found
-    // Only what was signed goes in (the signer would canonicalise any header it is given),
-    // and the payload hash as the client declared it.
-    const request = {
-      method: incoming.method ?? 'GET',
-      protocol: 'http:',
-      hostname: headers.host!,
-      path,
-      query: {} as QueryBag,
-      headers: { ...headers, 'x-amz-content-sha256': payload! } as Record<string, string>,
-    }
-    const signOptions = {
-      signingDate,
-      signingRegion: parsed.region,
-      signableHeaders: new Set(parsed.signedHeaders),
-      unsignableHeaders: parsed.signedHeaders.includes('x-amz-content-sha256') ? undefined : new Set(['x-amz-content-sha256']),
-    }
-    let expected: string | undefined
-    if (fromHeader) {
-      request.query = params
-      const signed = await signer.sign(request, signOptions)
-      expected = /Signature=([0-9a-f]+)$/.exec(String(signed.headers.authorization))?.[1]
-    } else {
-      for (const [name, value] of Object.entries(params)) if (!PRESIGN_PARAMS.has(name)) request.query[name] = value
-      const signed = await signer.presign(request, { ...signOptions, expiresIn: parsed.presigned!.expires, unhoistableHeaders: new Set(Object.keys(request.headers)) })
-      expected = signed.query?.['X-Amz-Signature'] as string | undefined
-    }
-    if (expected === undefined || !equalHex(expected, parsed.signature)) {
+    // Only what was signed goes in: smithy canonicalises every header it is given.
+    const request: HttpRequest = { method: incoming.method ?? 'GET', protocol: 'http:', hostname: headers.host!, path, query: params, headers }
+    const canonicalRequest = canonical.build(request, parsed.signedHeaders.set, payload)
+    const scope = `${parsed.shortDate}/${parsed.region}/s3/aws4_request`
+    const key = signingKeys.get(`${credential.accessKeyId}/${parsed.shortDate}`) ?? (await signingKey(credential, parsed.shortDate))
+    const signString = (text: string) => createHmac('sha256', key).update(text).digest('hex')
+    const expected = signString(`${ALGORITHM}\n${parsed.longDate}\n${scope}\n${sha256Hex(canonicalRequest)}`)
+    if (!equalHex(expected, parsed.signature)) {
       throw new S3Error('SignatureDoesNotMatch', 'the request signature we calculated does not match the signature you provided; check your key and signing method')
     }
-    const scope = `${parsed.shortDate}/${parsed.region}/s3/aws4_request`
-    const signString = (text: string) => signer.sign(text, { signingDate, signingRegion: parsed.region })
-    const result = { credential, signature: parsed.signature, signingDate, longDate: parsed.longDate, scope, signString }
-    if (cacheKey.length <= VERIFIED_KEY_MAX_LENGTH) verified.set(cacheKey, result)
-    return { ...result, expiresAt, payload }
+    return { credential, signature: parsed.signature, longDate: parsed.longDate, scope, payload: fromHeader ? payloadHeader : payload, expiresAt, signString }
   }
 
   return { verify }
