@@ -8,7 +8,15 @@ import { createHash } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import {
+  AbortMultipartUploadCommand,
   CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  GetBucketLocationCommand,
+  HeadBucketCommand,
+  ListBucketsCommand,
+  ListObjectsCommand,
+  ListPartsCommand,
+  UploadPartCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -77,6 +85,8 @@ interface Backend {
   bucket: string
   /** s3rver answers a truncated ListObjectsV2 page with InternalError (the store conformance suite skips it too). */
   noPaging?: boolean
+  /** s3rver has no ListParts and no AbortMultipartUpload (the store conformance suite skips them too). */
+  noPartListing?: boolean
   start(): Promise<{ stores?: Map<string, Store>; raw?: Record<string, unknown>; close(): Promise<void> }>
 }
 
@@ -86,6 +96,7 @@ const BACKENDS: Backend[] = [
     name: 's3 (s3rver)',
     bucket: 'media',
     noPaging: true,
+    noPartListing: true,
     async start() {
       const s3: S3rverHandle = await startS3rver()
       const store = createS3Store({ id: 'media', bucket: s3.bucket, endpoint: s3.endpoint, allowHttp: true, accessKey: s3.accessKey, secretKey: s3.secretKey })
@@ -215,6 +226,31 @@ for (const backend of BACKENDS) {
       const refused = await fetch(getUrl, { method: 'PUT', body: 'nope' })
       assert.equal(refused.status, 403)
       assert.match(await refused.text(), /<Code>SignatureDoesNotMatch<\/Code>/)
+    })
+
+    it('bucket operations, ListObjects v1, and multipart bookkeeping', async () => {
+      const head = await client.send(new HeadBucketCommand({ Bucket }))
+      assert.equal(head.$metadata.httpStatusCode, 200)
+      const location = await client.send(new GetBucketLocationCommand({ Bucket }))
+      assert.equal(location.LocationConstraint ?? '', '')
+      const buckets = await client.send(new ListBucketsCommand({}))
+      assert.deepEqual(buckets.Buckets?.map((b) => b.Name), [Bucket])
+      await client.send(new PutObjectCommand({ Bucket, Key: 'v1/a.txt', Body: 'a' }))
+      await client.send(new PutObjectCommand({ Bucket, Key: 'v1/b/c.txt', Body: 'c' }))
+      const v1 = await client.send(new ListObjectsCommand({ Bucket, Prefix: 'v1/', Delimiter: '/' }))
+      assert.deepEqual(v1.Contents?.map((c) => c.Key), ['v1/a.txt'])
+      assert.deepEqual(v1.CommonPrefixes?.map((c) => c.Prefix), ['v1/b/'])
+
+      const Key = 'mpu/aborted.bin'
+      const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket, Key }))
+      assert.ok(UploadId)
+      const { ETag } = await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 1, Body: bytes(5 * 1024 * 1024, 6) }))
+      if (backend.noPartListing) return
+      const parts = await client.send(new ListPartsCommand({ Bucket, Key, UploadId }))
+      assert.deepEqual(parts.Parts?.map((p) => [p.PartNumber, p.ETag, p.Size]), [[1, ETag, 5 * 1024 * 1024]])
+      await client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }))
+      assert.deepEqual(await s3Code(client.send(new ListPartsCommand({ Bucket, Key, UploadId }))), { code: 'NoSuchUpload', status: 404 })
+      assert.deepEqual(await s3Code(client.send(new GetObjectCommand({ Bucket, Key }))), { code: 'NoSuchKey', status: 404 })
     })
 
     it('missing objects, unknown buckets and unsupported subresources answer in S3 terms', async () => {
