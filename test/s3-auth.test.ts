@@ -188,6 +188,16 @@ describe('S3 API: authentication and scopes', () => {
       assert.equal(res.status, 501, `${method} ${target}`)
       assert.equal(codeOf(res.body), 'NotImplemented')
     }
+    // Write headers that ask for what the gateway would not do: refused before the body is read.
+    const refusedHeaders: Record<string, string>[] = [{ 'x-amz-server-side-encryption': 'AES256' }, { 'x-amz-acl': 'public-read' }, { 'x-amz-tagging': 'a=b' }, { 'x-amz-storage-class': 'GLACIER' }]
+    for (const extra of refusedHeaders) {
+      const body = 'would not be stored as asked'
+      const signed = await sign(gw.url, 'PUT', '/local/public/refused.txt', extra, sha256(body))
+      const res = await rawRequest(gw.url, 'PUT', '/local/public/refused.txt', signed.headers, body)
+      assert.equal(res.status, 501, JSON.stringify(extra))
+      assert.equal(codeOf(res.body), 'NotImplemented')
+    }
+    assert.equal((await rawRequest(gw.url, 'GET', '/local/public/refused.txt', { Authorization: `Bearer ${BEARER}` })).status, 404)
   })
 
   it('the object routes\' decorate hook (CORS) runs on S3 object responses too', async () => {

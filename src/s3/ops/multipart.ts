@@ -6,6 +6,7 @@ import { DEFAULT_CONTENT_TYPE, contentTypeFromKey, isValidContentType } from '..
 import { type S3Context, type S3Request, clientGone, storeOp } from '../context.ts'
 import { S3Error } from '../errors.ts'
 import { openBody, readSmallBody } from '../payload.ts'
+import { refuseUnsupportedWriteHeaders } from './object.ts'
 import { single } from '../query.ts'
 import { sendEmpty, sendXml } from '../respond.ts'
 import { parseCompleteMultipart, xmlDocument } from '../xml.ts'
@@ -31,6 +32,7 @@ function boundedInt(request: S3Request, name: string, min: number, max: number, 
 
 export async function createMultipartUpload(_ctx: S3Context, request: S3Request): Promise<void> {
   const { incoming, store, key, bucket } = request
+  refuseUnsupportedWriteHeaders(request)
   const declared = incoming.headers['content-type']
   if (declared !== undefined && !isValidContentType(declared)) throw new S3Error('InvalidArgument', 'invalid Content-Type')
   const contentType = declared ?? contentTypeFromKey(key!) ?? DEFAULT_CONTENT_TYPE

@@ -63,6 +63,24 @@ export async function headObject(ctx: S3Context, request: S3Request): Promise<vo
   await handleHead(ctx.object, request.incoming, request.outgoing, request.store, request.key!, principalOf(request), false)
 }
 
+/**
+ * Write headers asking for something this gateway would not do (encryption, object lock, tags,
+ * a public ACL, another storage class): NotImplemented, rather than a success that ignored them.
+ * User metadata (`x-amz-meta-*`) is accepted and not stored (see README).
+ */
+export function refuseUnsupportedWriteHeaders(request: S3Request): void {
+  const { headers } = request.incoming
+  for (const name of Object.keys(headers)) {
+    if (name.startsWith('x-amz-server-side-encryption') || name.startsWith('x-amz-object-lock-') || name === 'x-amz-tagging' || name === 'x-amz-website-redirect-location' || name.startsWith('x-amz-grant-')) {
+      throw notImplemented(`the ${name} header`)
+    }
+  }
+  const acl = headerOf(request.incoming, 'x-amz-acl')
+  if (acl !== undefined && acl !== 'private' && acl !== 'bucket-owner-full-control') throw notImplemented(`x-amz-acl: ${acl.slice(0, 64)}`)
+  const storageClass = headerOf(request.incoming, 'x-amz-storage-class')
+  if (storageClass !== undefined && storageClass !== 'STANDARD') throw notImplemented(`x-amz-storage-class: ${storageClass.slice(0, 64)}`)
+}
+
 function contentTypeOf(request: S3Request): string | undefined {
   const value = request.incoming.headers['content-type']
   if (value !== undefined && !isValidContentType(value)) throw new S3Error('InvalidArgument', 'invalid Content-Type')
@@ -81,6 +99,7 @@ function writeConditions(request: S3Request): { ifNoneMatch?: '*'; ifMatch?: str
 
 export async function putObject(ctx: S3Context, request: S3Request): Promise<void> {
   const { incoming, outgoing, store, key } = request
+  refuseUnsupportedWriteHeaders(request)
   const contentType = contentTypeOf(request)
   const conditions = writeConditions(request)
   const { body, size } = openBody(incoming, request.verified, ctx.maxUploadSize, request.params)
@@ -130,6 +149,7 @@ export async function copyObject(ctx: S3Context, request: S3Request): Promise<vo
   for (const name of Object.keys(incoming.headers)) {
     if (name.startsWith('x-amz-copy-source-')) throw notImplemented(`${name} on CopyObject`)
   }
+  refuseUnsupportedWriteHeaders(request)
   const source = copySourceKey(request)
   // Reading the source is a GET in the key's scope.
   authorize(request.verified.credential, 'GET', request.bucket, source)
