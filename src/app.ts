@@ -15,6 +15,7 @@ import { withCors } from './http/cors/hooks.ts'
 import { announcesBody } from './http/unread-body.ts'
 import { UploadRateGuard } from './http/upload-rate.ts'
 import { createClientAddress } from './http/client-address.ts'
+import { createS3Handler, isSigV4Request } from './s3/handler.ts'
 
 export interface AppDeps {
   config: Config
@@ -99,6 +100,24 @@ export function createApp(deps: AppDeps) {
     reportError: deps.reportError,
   })
 
+  // The S3 front end (issue 15), only with s3_api: without it nothing here looks for SigV4.
+  const s3Api = config.s3_api
+  const s3Handler =
+    s3Api &&
+    createS3Handler({
+      stores,
+      objects,
+      credentials: s3Api.credentials.map((c) => ({ accessKeyId: c.access_key_id, secretAccessKey: c.secret_access_key, buckets: c.buckets, methods: new Set(c.methods), prefix: c.prefix })),
+      region: s3Api.region,
+      maxUploadSize: config.cache.max_upload_size,
+      telemetry,
+      logger,
+      now: deps.now,
+      watchUpload,
+      reportError: deps.reportError,
+      hooks: deps.objectHooks,
+    })
+
   /** The operator endpoints; `/stats` and `/metrics` only where `withTelemetry`. */
   function operatorApp(withTelemetry: boolean): Hono {
     const app = new Hono()
@@ -139,6 +158,11 @@ export function createApp(deps: AppDeps) {
     if (adminHandler && path.startsWith(ADMIN_PREFIX)) {
       outgoing.once('finish', () => telemetry.request(incoming.method ?? 'GET', outgoing.statusCode))
       adminHandler(incoming, outgoing, path).catch((error: unknown) => unhandled(outgoing, error))
+      return
+    }
+    // SigV4-signed (one header prefix or one query key): S3's dialect, bucket-level paths included.
+    if (s3Handler && isSigV4Request(incoming, query)) {
+      s3Handler(incoming, outgoing, path, query).catch((error: unknown) => unhandled(outgoing, error))
       return
     }
     const object = isObjectPath(path) && !path.startsWith(ADMIN_PREFIX)

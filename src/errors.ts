@@ -61,6 +61,11 @@ export class NotFoundError extends DomainError {
   override name = 'NotFoundError'
 }
 
+/** A multipart upload id that the store does not know (never created, completed or aborted): S3 `NoSuchUpload`. */
+export class NoSuchUploadError extends NotFoundError {
+  override name = 'NoSuchUploadError'
+}
+
 /** The request's method is not one the resource supports. */
 export class MethodNotAllowedError extends DomainError {
   override name = 'MethodNotAllowedError'
@@ -79,6 +84,14 @@ export class CorsRefusedError extends DomainError {
 /** The request itself is malformed: a bad header value, a duplicated credential... */
 export class BadRequestError extends DomainError {
   override name = 'BadRequestError'
+}
+
+/**
+ * A multipart completion that names a part the upload does not hold, with another ETag, or out
+ * of ascending order: S3 `InvalidPart` / `InvalidPartOrder` (also `EntityTooSmall`).
+ */
+export class InvalidPartError extends BadRequestError {
+  override name = 'InvalidPartError'
 }
 
 /** A request body exceeded the configured upload limit. */

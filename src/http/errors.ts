@@ -5,7 +5,9 @@ import {
   CorsRefusedError,
   ForbiddenError,
   InvalidKeyError,
+  InvalidPartError,
   MethodNotAllowedError,
+  NoSuchUploadError,
   NotFoundError,
   PayloadTooLargeError,
   PreconditionFailedError,
@@ -34,9 +36,11 @@ export interface HttpError {
  */
 export function toHttpError(error: unknown): HttpError {
   if (error instanceof InvalidKeyError) return { status: 400, error: 'invalid path', message: error.message }
+  if (error instanceof InvalidPartError) return { status: 400, error: 'invalid part', message: error.message }
   if (error instanceof BadRequestError) return { status: 400, error: 'bad request', message: error.message }
   // Fetch §4.8: a refused preflight is a network error for the page; 403 tells a person why.
   if (error instanceof CorsRefusedError) return { status: 403, error: 'cors preflight refused', message: error.message }
+  if (error instanceof NoSuchUploadError) return { status: 404, error: 'no such upload', message: error.message }
   if (error instanceof NotFoundError) return { status: 404, error: 'not found', message: error.message }
   if (error instanceof MethodNotAllowedError) return { status: 405, error: 'method not allowed', message: error.message, headers: { Allow: error.allowed.join(', ') } }
   if (error instanceof AuthError) {

@@ -1,3 +1,4 @@
+import { cacheKey } from '../cache/keys.ts'
 import type { Cache } from '../cache/types.ts'
 import type { Logger } from '../log.ts'
 import type { Telemetry } from '../metrics.ts'
@@ -81,6 +82,7 @@ export function createObjectService(options: ObjectServiceOptions): ObjectServic
     head: reads.head,
     prefetch: reads.prefetch,
     write: writes.write,
+    invalidate: (store, key) => reads.invalidate(cacheKey(store.id, key)),
     inflightFills: reads.inflightFills,
     purge: async (bucket, what) => {
       const dropped = await purge(bucket, what)

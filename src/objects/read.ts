@@ -277,7 +277,7 @@ export function createReadPath(options: ReadPathOptions) {
     },
 
     inflightFills: () => fills.size + pager.inflight(),
-  } satisfies Omit<ObjectService, 'write' | 'purge'> & { invalidate(ck: string): Promise<void>; detach(ck: string): void }
+  } satisfies Omit<ObjectService, 'write' | 'purge' | 'invalidate'> & { invalidate(ck: string): Promise<void>; detach(ck: string): void }
 }
 
 export type ReadPath = ReturnType<typeof createReadPath>

@@ -96,6 +96,12 @@ export interface ObjectService {
   prefetch(store: Store, key: string, meta: ObjectMeta): void
   /** PUT: streams `body` to the store, then caches it when it fits. */
   write(store: Store, key: string, body: Readable, request: WriteOptions): Promise<ObjectMeta>
+  /**
+   * Forgets an object that changed without a PUT through `write` (an S3 DeleteObject, CopyObject
+   * or CompleteMultipartUpload): cached bytes (memory, disk), pages' metadata, and flights that
+   * would cache the old version. The next read goes to the store.
+   */
+  invalidate(store: Store, key: string): Promise<void>
   /** Fills and page fills in flight (a gauge). */
   inflightFills(): number
   /**

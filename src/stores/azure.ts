@@ -5,7 +5,8 @@ import type { BlobDownloadResponseParsed, ContainerClient } from '@azure/storage
 import { PreconditionFailedError, UpstreamError, isDomainError } from '../errors.ts'
 import type { UpstreamErrorKind } from '../errors.ts'
 import { CONNECT_CODES, TIMEOUT_CODES, kindOfStatus, quoteEtag, toGetResult } from './common.ts'
-import { validateKey } from './key.ts'
+import { azureAdmin, checkAzureKey } from './azure-admin.ts'
+import { azureMultipart } from './azure-multipart.ts'
 import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, ObjectMeta, PutOptions, Store } from './types.ts'
 
 /** Block size for streaming uploads: the body is read 4 MiB at a time, never buffered whole. */
@@ -44,7 +45,7 @@ export function createAzureStore(options: AzureStoreOptions): Store {
   const container = containerClient(options)
 
   async function head(key: string, opts: { signal?: AbortSignal } = {}): Promise<ObjectMeta | null> {
-    validateKey(key)
+    checkAzureKey(key)
     try {
       const props = await container.getBlobClient(key).getProperties({ abortSignal: opts.signal })
       return {
@@ -62,7 +63,7 @@ export function createAzureStore(options: AzureStoreOptions): Store {
   function get(key: string, opts: ConditionalGetOptions): Promise<GetResult | NotModified | null>
   function get(key: string, opts?: GetOptions): Promise<GetResult | null>
   async function get(key: string, opts: GetOptions & { ifNoneMatch?: string } = {}): Promise<GetResult | NotModified | null> {
-    validateKey(key)
+    checkAzureKey(key)
     const { range, signal, ifNoneMatch } = opts
     const options = { abortSignal: signal, conditions: ifNoneMatch === undefined ? undefined : { ifNoneMatch } }
     let res: BlobDownloadResponseParsed
@@ -100,7 +101,7 @@ export function createAzureStore(options: AzureStoreOptions): Store {
    * (they go on retrying with seconds of backoff), and it hangs on a source that stalls.
    */
   async function put(key: string, body: Readable, opts: PutOptions): Promise<ObjectMeta> {
-    validateKey(key)
+    checkAzureKey(key)
     const blob = container.getBlockBlobClient(key)
     // Cancels every request of this upload: on the caller's abort, and once put settles.
     const requests = new AbortController()
@@ -176,7 +177,7 @@ export function createAzureStore(options: AzureStoreOptions): Store {
     }
   }
 
-  return { type: 'azure', id, head, get, put }
+  return { type: 'azure', id, head, get, put, ...azureAdmin({ id, container, head }), ...azureMultipart({ id, container }) }
 }
 
 /** Validates the options (once, at creation) and builds the container client. */
@@ -197,7 +198,7 @@ function containerClient(options: AzureStoreOptions): ContainerClient {
 }
 
 /** Status and service error code; HEAD responses carry the code only in `details.errorCode`. */
-function errorInfo(error: unknown): { status?: number; code?: string } {
+export function errorInfo(error: unknown): { status?: number; code?: string } {
   if (typeof error !== 'object' || error === null) return {}
   const e = error as { statusCode?: number; code?: string; details?: { errorCode?: string } }
   return { status: e.statusCode, code: e.code ?? e.details?.errorCode }
@@ -220,7 +221,7 @@ export function isAzureNotFound(error: unknown): boolean {
   return code === undefined || code === 'BlobNotFound'
 }
 
-function toUpstreamError(id: string, op: string, error: unknown): Error {
+export function toUpstreamError(id: string, op: string, error: unknown): Error {
   if (isDomainError(error)) return error
   const kind = classifyAzureError(error)
   const { status, code } = errorInfo(error)

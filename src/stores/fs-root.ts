@@ -3,8 +3,11 @@ import path from 'node:path'
 import { InvalidKeyError } from '../errors.ts'
 import { validateKey } from './key.ts'
 
-/** Sidecar metadata and temp files live here, inside the root, so renames stay atomic. */
-const META_DIR = '.cachegate-meta'
+/**
+ * Sidecar metadata, temp files and multipart parts live here, inside the root, so renames stay
+ * atomic. No key can name it (`locate` refuses it) and listings skip it.
+ */
+export const META_DIR = '.cachegate-meta'
 
 /** `real` is `base` itself or below it (both already resolved by realpath). */
 export function isInside(real: string, base: string): boolean {
@@ -38,7 +41,7 @@ export class FsRoot {
     validateKey(key)
     if (key === META_DIR || key.startsWith(`${META_DIR}/`)) throw new InvalidKeyError(`keys under ${META_DIR}/ are reserved by the fs store`)
     const base = await this.resolved()
-    return { file: path.join(base, key), sidecar: path.join(base, META_DIR, 'meta', `${key}.json`) }
+    return { file: path.join(base, key), sidecar: this.sidecarOf(base, key) }
   }
 
   /** Resolves symlinks and checks the real target is still inside the root. */
@@ -79,6 +82,16 @@ export class FsRoot {
       if (!isInside(real, base)) throw new InvalidKeyError('object key resolves outside the store root')
       return
     }
+  }
+
+  /** The parts of a multipart upload: `.cachegate-meta/multipart/<uploadId>/`. */
+  multipartDir(base: string, uploadId: string): string {
+    return path.join(base, META_DIR, 'multipart', uploadId)
+  }
+
+  /** The sidecar of `key` (its content type). */
+  sidecarOf(base: string, key: string): string {
+    return path.join(base, META_DIR, 'meta', `${key}.json`)
   }
 
   /** Where uploads are written before they are renamed into place. */

@@ -6,6 +6,9 @@ import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import mime from 'mime-types'
 import { InvalidKeyError, PreconditionFailedError, UpstreamError, isDomainError } from '../errors.ts'
+import { fsAdmin } from './fs-admin.ts'
+import { type FsContext, validatorsOf } from './fs-context.ts'
+import { fsMultipart } from './fs-multipart.ts'
 import { FsRoot, isInside } from './fs-root.ts'
 import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, ObjectMeta, PutOptions, Store } from './types.ts'
 
@@ -76,13 +79,7 @@ export function createFsStore(options: FsStoreOptions): Store {
 
   async function metaOf(key: string, sidecar: string, stat: { size: number; mtimeMs: number; ino: number }): Promise<ObjectMeta> {
     const stored = await readSidecar(sidecar)
-    return {
-      size: stat.size,
-      contentType: stored?.contentType ?? (mime.lookup(key) || 'application/octet-stream'),
-      // Same recipe as nginx's strong ETag: size and modification time, here with the inode too.
-      etag: `"${stat.ino.toString(16)}-${stat.size.toString(16)}-${Math.floor(stat.mtimeMs * 1000).toString(16)}"`,
-      lastModified: new Date(Math.floor(stat.mtimeMs / 1000) * 1000),
-    }
+    return { contentType: stored?.contentType ?? (mime.lookup(key) || 'application/octet-stream'), ...validatorsOf(stat) }
   }
 
   async function head(key: string): Promise<ObjectMeta | null> {
@@ -134,44 +131,61 @@ export function createFsStore(options: FsStoreOptions): Store {
     }
   }
 
+  /** A fresh temp file path next to the objects (same filesystem: the rename is atomic). */
+  async function tmpFile(): Promise<string> {
+    const tmpDir = root.tmpDir(await root.resolved())
+    await fsp.mkdir(tmpDir, { recursive: true })
+    return path.join(tmpDir, `${randomBytes(8).toString('hex')}.tmp`)
+  }
+
+  /**
+   * Moves the finished temp file `tmp` into place as `key` (atomically: rename, or link for
+   * create-only) and writes its sidecar. The key's directories are checked before and after
+   * they are created. Throws with `tmp` still there when it did not move.
+   */
+  async function install(key: string, tmp: string, contentType: string, ifNoneMatch?: '*'): Promise<ObjectMeta> {
+    const { file, sidecar } = await root.locate(key)
+    const base = await root.resolved()
+    // Checked before mkdir creates anything: a symlink planted in the root must not let a
+    // PUT create directories elsewhere, even one that is then refused.
+    await root.checkDeepestAncestor(path.dirname(file))
+    await fsp.mkdir(path.dirname(file), { recursive: true })
+    // Checked again where the file will really go (the tree may have changed meanwhile).
+    const realParent = await fsp.realpath(path.dirname(file))
+    if (!isInside(realParent, base)) throw new InvalidKeyError('object key resolves outside the store root')
+    const target = path.join(realParent, path.basename(file))
+    if (ifNoneMatch === '*') {
+      // link() fails with EEXIST atomically: create-only even against a racing writer.
+      try {
+        await fsp.link(tmp, target)
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new PreconditionFailedError('object already exists')
+        throw error
+      }
+      await fsp.unlink(tmp)
+    } else {
+      await fsp.rename(tmp, target)
+    }
+    await syncDirectory(realParent)
+    await fsp.mkdir(path.dirname(sidecar), { recursive: true })
+    await fsp.writeFile(sidecar, JSON.stringify({ contentType } satisfies Sidecar))
+    const stat = await fsp.stat(target)
+    return await metaOf(key, sidecar, stat)
+  }
+
   async function put(key: string, body: Readable, options: PutOptions): Promise<ObjectMeta> {
     let tmp: string | undefined
     try {
-      const { file, sidecar } = await root.locate(key)
-      const base = await root.resolved()
-      // Checked before mkdir creates anything: a symlink planted in the root must not let a
-      // PUT create directories elsewhere, even one that is then refused.
-      await root.checkDeepestAncestor(path.dirname(file))
-      await fsp.mkdir(path.dirname(file), { recursive: true })
-      // Checked again where the file will really go (the tree may have changed meanwhile).
-      const realParent = await fsp.realpath(path.dirname(file))
-      if (!isInside(realParent, base)) throw new InvalidKeyError('object key resolves outside the store root')
-      const target = path.join(realParent, path.basename(file))
+      // A key through a symlink out of the root is refused before its body is read.
+      await root.checkDeepestAncestor(path.dirname((await root.locate(key)).file))
       await checkIfMatch(key, options)
-      const tmpDir = root.tmpDir(base)
-      await fsp.mkdir(tmpDir, { recursive: true })
-      tmp = path.join(tmpDir, `${randomBytes(8).toString('hex')}.tmp`)
+      tmp = await tmpFile()
       // flush: fsync before close. This store is the origin, not a cache: a PUT that answered
       // 200 must survive a power cut.
       await pipeline(body, createWriteStream(tmp, { flags: 'wx', flush: true }), { signal: options.signal })
-      if (options.ifNoneMatch === '*') {
-        // link() fails with EEXIST atomically: create-only even against a racing writer.
-        try {
-          await fsp.link(tmp, target)
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new PreconditionFailedError('object already exists')
-          throw error
-        }
-        await fsp.unlink(tmp)
-      } else {
-        await fsp.rename(tmp, target)
-      }
+      const meta = await install(key, tmp, options.contentType, options.ifNoneMatch)
       tmp = undefined
-      await syncDirectory(realParent)
-      await fsp.mkdir(path.dirname(sidecar), { recursive: true })
-      await fsp.writeFile(sidecar, JSON.stringify({ contentType: options.contentType } satisfies Sidecar))
-      const stat = await fsp.stat(target)
-      return await metaOf(key, sidecar, stat)
+      return meta
     } catch (error) {
       if (tmp !== undefined) await fsp.unlink(tmp).catch(() => {})
       fail('put', key, error)
@@ -185,5 +199,6 @@ export function createFsStore(options: FsStoreOptions): Store {
     if (current?.etag !== options.ifMatch) throw new PreconditionFailedError('ETag does not match')
   }
 
-  return { type: 'fs', id, head, get, put }
+  const context: FsContext = { id, root, fail, metaOf, head, tmpFile, install }
+  return { type: 'fs', id, head, get, put, ...fsAdmin(context), ...fsMultipart(context) }
 }

@@ -9,6 +9,7 @@ import { PreconditionFailedError, UpstreamError, isDomainError } from '../errors
 import type { UpstreamErrorKind } from '../errors.ts'
 import { CONNECT_CODES, TIMEOUT_CODES, kindOfStatus, quoteEtag, toGetResult } from './common.ts'
 import { validateKey } from './key.ts'
+import { s3Admin } from './s3-admin.ts'
 import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, ObjectMeta, PutOptions, Store } from './types.ts'
 
 /** Multipart part size: the body is read 8 MiB at a time, never buffered whole. */
@@ -161,7 +162,7 @@ export function createS3Store(options: S3StoreOptions): Store {
     client.destroy()
   }
 
-  return { type: 's3', id, head, get, put, close }
+  return { type: 's3', id, head, get, put, close, ...s3Admin({ id, bucket, client, head }) }
 }
 
 /** Validates the options (once, at creation) and builds the SDK client configuration. */
@@ -240,7 +241,7 @@ function lastModifiedOf(error: unknown): Date | undefined {
   return date && !Number.isNaN(date.getTime()) ? date : undefined
 }
 
-function toUpstreamError(id: string, op: string, error: unknown): Error {
+export function toUpstreamError(id: string, op: string, error: unknown): Error {
   if (isDomainError(error)) return error
   const kind = classifyS3Error(error)
   const e = error as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } }

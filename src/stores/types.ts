@@ -77,8 +77,10 @@ export interface PutOptions {
  * A backing object store. Keys are validated (see `key.ts`) before any call.
  * Missing objects come back as `null`; every other failure throws `UpstreamError`
  * (or `PreconditionFailedError` for a failed PUT precondition).
+ * The `StoreAdmin` methods are optional: test doubles need not have them, and the S3 front end
+ * answers NotImplemented for a store that lacks one. fs, s3 and azure have them all.
  */
-export interface Store {
+export interface Store extends Partial<StoreAdmin> {
   /** What kind of store this is (`fs`, `s3`, `azure`, or anything a test or wrapper says). */
   readonly type: string
   readonly id: string
@@ -94,4 +96,61 @@ export interface Store {
   /** Streams `body` to the store; resolves with the stored object's metadata. */
   put(key: string, body: Readable, options: PutOptions): Promise<ObjectMeta>
   close?(): Promise<void>
+}
+
+/** One page of a listing (S3 ListObjectsV2 semantics): keys in UTF-8 binary order. */
+export interface ListOptions {
+  prefix?: string
+  /** Group keys by the first occurrence of this after `prefix` into `commonPrefixes`. */
+  delimiter?: string
+  /** List keys after this one (exclusive). */
+  startAfter?: string
+  /** Opaque token from a previous page's `nextContinuationToken`. */
+  continuationToken?: string
+  /** At most this many objects + common prefixes (1–1000). */
+  maxKeys: number
+  signal?: AbortSignal
+}
+
+export interface ListEntry {
+  key: string
+  size: number
+  etag?: string
+  lastModified?: Date
+}
+
+export interface ListResult {
+  objects: ListEntry[]
+  commonPrefixes: string[]
+  isTruncated: boolean
+  nextContinuationToken?: string
+}
+
+export interface MultipartPart {
+  partNumber: number
+  /** Strong ETag including quotes, as UploadPart returned it. */
+  etag: string
+  size?: number
+  lastModified?: Date
+}
+
+/**
+ * The operations the S3 front end needs beyond get/head/put. Every store implements them
+ * (fs, s3, azure) and every decorator passes them through; `test/store-conformance.test.ts`
+ * covers them for all three backends.
+ */
+export interface StoreAdmin {
+  list(options: ListOptions): Promise<ListResult>
+  /** Removes the object; a missing key is not an error (S3 DeleteObject semantics). */
+  delete(key: string, options?: { signal?: AbortSignal }): Promise<void>
+  /** Server-side copy within this store; null when `source` does not exist. */
+  copy(source: string, destination: string, options?: { contentType?: string; signal?: AbortSignal }): Promise<ObjectMeta | null>
+  /** Starts a multipart upload; returns its upload id. */
+  createMultipart(key: string, options: { contentType: string; signal?: AbortSignal }): Promise<string>
+  /** Streams one part (1–10000); resolves with its ETag. Unknown upload id → NoSuchUpload (NotFoundError). */
+  uploadPart(key: string, uploadId: string, partNumber: number, body: Readable, options: { size?: number; signal?: AbortSignal }): Promise<MultipartPart>
+  /** Assembles the listed parts in order into the object; resolves with its metadata. */
+  completeMultipart(key: string, uploadId: string, parts: readonly MultipartPart[], options?: { signal?: AbortSignal }): Promise<ObjectMeta>
+  abortMultipart(key: string, uploadId: string, options?: { signal?: AbortSignal }): Promise<void>
+  listParts(key: string, uploadId: string, options?: { signal?: AbortSignal }): Promise<MultipartPart[]>
 }

@@ -1,7 +1,7 @@
 import { PassThrough, type Readable, Transform, type TransformCallback, pipeline } from 'node:stream'
 import { UpstreamError } from '../errors.ts'
 import { failWhenIdle, link } from '../streams.ts'
-import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, ObjectMeta, PutOptions, Store } from './types.ts'
+import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, ObjectMeta, PutOptions, Store, StoreAdmin } from './types.ts'
 
 export interface DeadlineOptions {
   /**
@@ -96,48 +96,90 @@ export function withDeadline(store: Store, options: DeadlineOptions): Store {
    * stays silent once the body is complete, for `timeoutMs` (checked four times per period).
    * A client that is slow to send is not the store's fault: that time does not count.
    */
-  async function put(key: string, body: Readable, opts: PutOptions): Promise<ObjectMeta> {
-    let received = 0
-    const tap = new Transform({
-      transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
-        received += chunk.length
-        callback(null, chunk)
-      },
-    })
-    link(body, tap)
-    const stalled = new AbortController()
-    let fail!: (error: Error) => void
-    const stuck = new Promise<never>((_, reject) => (fail = reject))
-    let taken = 0
-    let moved = performance.now()
-    const check = setInterval(
-      () => {
-        const now = performance.now()
-        const storesTurn = tap.readableLength > 0 || tap.writableLength > 0 || tap.writableEnded
-        const takenNow = received - tap.readableLength
-        if (takenNow !== taken || !storesTurn) {
-          taken = takenNow
-          moved = now
-          return
-        }
-        if (now - moved < timeoutMs) return
-        const error = new UpstreamError(id, 'timeout', `store put made no progress for ${timeoutMs} ms`)
-        stalled.abort(error)
-        tap.destroy(error)
-        fail(error)
-      },
-      Math.max(10, timeoutMs / 4),
-    )
-    const signal = opts.signal ? AbortSignal.any([opts.signal, stalled.signal]) : stalled.signal
-    try {
-      return await Promise.race([store.put(key, tap, { ...opts, signal }), stuck])
-    } catch (error) {
-      throw stalled.signal.aborted ? (stalled.signal.reason as Error) : error
-    } finally {
-      clearInterval(check)
-    }
+  function upload<T>(op: string, body: Readable, outer: AbortSignal | undefined, call: (body: Readable, signal: AbortSignal) => Promise<T>): Promise<T> {
+    return watchedUpload(id, op, timeoutMs, body, outer, call)
+  }
+
+  function put(key: string, body: Readable, opts: PutOptions): Promise<ObjectMeta> {
+    return upload('put', body, opts.signal, (tap, signal) => store.put(key, tap, { ...opts, signal }))
   }
 
   const close = store.close?.bind(store)
-  return { type: store.type, id, head, get, put, ...(close && { close }) }
+  const admin = adminWithDeadline(store, upload, (op, signal, call) => answered(op, signal, call, () => {}))
+  return { type: store.type, id, head, get, put, ...admin, ...(close && { close }) }
+}
+
+/**
+ * The StoreAdmin calls, each only when the store has it. list, delete, createMultipart,
+ * listParts and abortMultipart must answer within the deadline; uploadPart is watched as a PUT;
+ * copy and completeMultipart have no deadline (the store works in proportion to the object's
+ * size, with no bytes of ours moving to watch), only the caller's signal.
+ */
+function adminWithDeadline(
+  store: Store,
+  upload: <T>(op: string, body: Readable, outer: AbortSignal | undefined, call: (body: Readable, signal: AbortSignal) => Promise<T>) => Promise<T>,
+  answered: <T>(op: string, signal: AbortSignal | undefined, call: (signal: AbortSignal) => Promise<T>) => Promise<T>,
+): Partial<StoreAdmin> {
+  const { list, delete: remove, copy, createMultipart, uploadPart, completeMultipart, abortMultipart, listParts } = store
+  const admin: Partial<StoreAdmin> = {}
+  if (list) admin.list = (opts) => answered('list', opts.signal, (signal) => list.call(store, { ...opts, signal }))
+  if (remove) admin.delete = (key, opts) => answered('delete', opts?.signal, (signal) => remove.call(store, key, { ...opts, signal }))
+  if (copy) admin.copy = (source, destination, opts) => copy.call(store, source, destination, opts)
+  if (createMultipart) admin.createMultipart = (key, opts) => answered('create multipart', opts.signal, (signal) => createMultipart.call(store, key, { ...opts, signal }))
+  if (uploadPart) {
+    admin.uploadPart = (key, uploadId, partNumber, body, opts) =>
+      upload('upload part', body, opts.signal, (tap, signal) => uploadPart.call(store, key, uploadId, partNumber, tap, { ...opts, signal }))
+  }
+  if (completeMultipart) admin.completeMultipart = (key, uploadId, parts, opts) => completeMultipart.call(store, key, uploadId, parts, opts)
+  if (abortMultipart) admin.abortMultipart = (key, uploadId, opts) => answered('abort multipart', opts?.signal, (signal) => abortMultipart.call(store, key, uploadId, { ...opts, signal }))
+  if (listParts) admin.listParts = (key, uploadId, opts) => answered('list parts', opts?.signal, (signal) => listParts.call(store, key, uploadId, { ...opts, signal }))
+  return admin
+}
+
+/**
+ * Runs an upload (`put`, `uploadPart`) of `body`, watching how the store takes it: it fails
+ * when the store leaves bytes unread, or stays silent once the body is complete, for
+ * `timeoutMs` (checked four times per period). A client that is slow to send is not the
+ * store's fault: that time does not count.
+ */
+async function watchedUpload<T>(id: string, op: string, timeoutMs: number, body: Readable, outer: AbortSignal | undefined, call: (body: Readable, signal: AbortSignal) => Promise<T>): Promise<T> {
+  let received = 0
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
+      received += chunk.length
+      callback(null, chunk)
+    },
+  })
+  link(body, tap)
+  const stalled = new AbortController()
+  let fail!: (error: Error) => void
+  const stuck = new Promise<never>((_, reject) => (fail = reject))
+  let taken = 0
+  let moved = performance.now()
+  const check = setInterval(
+    () => {
+      const now = performance.now()
+      const storesTurn = tap.readableLength > 0 || tap.writableLength > 0 || tap.writableEnded
+      const takenNow = received - tap.readableLength
+      if (takenNow !== taken || !storesTurn) {
+        taken = takenNow
+        moved = now
+        return
+      }
+      if (now - moved < timeoutMs) return
+      const error = new UpstreamError(id, 'timeout', `store ${op} made no progress for ${timeoutMs} ms`)
+      stalled.abort(error)
+      tap.destroy(error)
+      fail(error)
+    },
+    Math.max(10, timeoutMs / 4),
+  )
+  const signal = outer ? AbortSignal.any([outer, stalled.signal]) : stalled.signal
+  try {
+    return await Promise.race([call(tap, signal), stuck])
+  } catch (error) {
+    throw stalled.signal.aborted ? (stalled.signal.reason as Error) : error
+  } finally {
+    clearInterval(check)
+  }
 }

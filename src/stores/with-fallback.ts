@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream'
 import { UpstreamError, type UpstreamErrorKind } from '../errors.ts'
+import { adminOf } from './admin.ts'
 import type { StoreHealth } from './store-health.ts'
 import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, ObjectMeta, Store } from './types.ts'
 
@@ -109,7 +110,10 @@ export function withFallback(primary: FallbackMember, fallbacks: readonly Fallba
   }
 
   // Every store of the group is closed by whoever owns it (the registry closes each once).
-  return { id, type, head, get, put: (key, body, opts) => primary.store.put(key, body, opts) }
+  // Writes, listings, deletes, copies and multipart uploads go to the primary only: the
+  // fallbacks are replicas it feeds (or that lag it), a listing merged over stores that differ
+  // would page inconsistently, and an upload's parts must all reach the store that completes it.
+  return { id, type, head, get, put: (key, body, opts) => primary.store.put(key, body, opts), ...adminOf(primary.store) }
 }
 
 function settleWithBody(body: Readable, member: FallbackMember, latencyMs: number): void {

@@ -1,4 +1,5 @@
 import { whenReadable } from '../streams.ts'
+import { adminOf } from './admin.ts'
 import { HedgeBudget } from './hedge-budget.ts'
 import { LatencySketch } from './latency-sketch.ts'
 import type { ConditionalGetOptions, GetOptions, GetResult, NotModified, Store } from './types.ts'
@@ -169,5 +170,6 @@ export function withHedge(store: Store, options: HedgeOptions): Store {
   }
 
   const close = store.close?.bind(store)
-  return { type: store.type, id, head: store.head.bind(store), get, put: store.put.bind(store), ...(close && { close }) }
+  // list, delete, copy and multipart are not hedged: they write, or are not on the read path.
+  return { type: store.type, id, head: store.head.bind(store), get, put: store.put.bind(store), ...adminOf(store), ...(close && { close }) }
 }

@@ -1,0 +1,199 @@
+/**
+ * Issue 15 (`npm run bench:s3`): GetObject of cached 4 KiB and 1 MiB objects through the S3
+ * front end against the same objects through a bearer GET, side by side, interleaved rounds,
+ * ratios printed. Target: the SigV4 check costs at most 30% of a 4 KiB hit (S3 ≥ 0.70× bearer).
+ *
+ * Clients per size, each a wrk Lua `request()` (the generator costs the same on every side):
+ * - `bearer`: `Authorization: Bearer …`;
+ * - `s3`: one SigV4 header set, signed at start (X-Amz-Date within the 15-minute skew), sent
+ *   again and again; the gateway keeps no verified-request cache, so each is a full check
+ *   (canonical request, SHA-256, HMAC; only the signing key is kept per day);
+ * - `s3 varied`: `--signatures` header sets (default 1,000), each signing a different
+ *   `x-amz-meta-nonce`, sent in turn: the same check with a canonical request that changes.
+ *
+ *   npm run bench:s3 [-- --duration 5 --rounds 3 --connections 32 --signatures 1000]
+ * A run must finish within 15 minutes of its start (the signatures' clock skew).
+ */
+import { createHash, createHmac } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { isInterrupted, onInterrupt, pinSelf, runToEnd, stopAll } from './lib/procs.ts'
+import { count, fixed, loadAverage, machineLine, median, table } from './lib/report.ts'
+import { startGateway } from './lib/servers.ts'
+
+const { values: flags } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '3' },
+    connections: { type: 'string', default: '32' },
+    signatures: { type: 'string', default: '1000' },
+  },
+})
+const positive = (value: string, name: string) => {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`)
+  return n
+}
+const DURATION = positive(flags.duration!, 'duration')
+const ROUNDS = positive(flags.rounds!, 'rounds')
+const CONNECTIONS = positive(flags.connections!, 'connections')
+const SIGNATURES = positive(flags.signatures!, 'signatures')
+const BEARER = 'bench-s3-bearer-token-0123456789'
+const ACCESS_KEY = 'bench-s3'
+const SECRET_KEY = 'bench-s3-secret-0123456789abcdef'
+const REGION = 'us-east-1'
+const BUCKET = 'bench'
+const OBJECTS = [
+  { name: '4 KiB', key: 'small.bin', size: 4096 },
+  { name: '1 MiB', key: 'large.bin', size: 2 ** 20 },
+]
+const log = (line: string) => process.stderr.write(`${line}\n`)
+
+const sha256 = (data: string) => createHash('sha256').update(data).digest('hex')
+const hmac = (key: Buffer | string, data: string) => createHmac('sha256', key).update(data).digest()
+
+/** SigV4 headers of one GetObject (AWS docs "Create a canonical request"); `nonce` is signed as x-amz-meta-nonce when given. */
+function signGet(base: string, key: string, date: Date, nonce?: number): Record<string, string> {
+  const url = new URL(`/${BUCKET}/${key}`, base)
+  const amzDate = date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '')
+  const day = amzDate.slice(0, 8)
+  const headers: Record<string, string> = { host: url.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', 'x-amz-date': amzDate }
+  if (nonce !== undefined) headers['x-amz-meta-nonce'] = String(nonce)
+  const names = Object.keys(headers).sort()
+  const canonical = ['GET', url.pathname, '', ...names.map((n) => `${n}:${headers[n]}`), '', names.join(';'), 'UNSIGNED-PAYLOAD'].join('\n')
+  const scope = `${day}/${REGION}/s3/aws4_request`
+  const signingKey = hmac(hmac(hmac(hmac(`AWS4${SECRET_KEY}`, day), REGION), 's3'), 'aws4_request')
+  const signature = createHmac('sha256', signingKey).update(['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonical)].join('\n')).digest('hex')
+  const { host: _host, ...sent } = headers
+  return { ...sent, Authorization: `AWS4-HMAC-SHA256 Credential=${ACCESS_KEY}/${scope}, SignedHeaders=${names.join(';')}, Signature=${signature}` }
+}
+
+const lua = (value: string) => JSON.stringify(value)
+
+const DONE = `
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests":%d,"duration_us":%d,"errors":%d,"p50_us":%d,"p99_us":%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end`
+
+/** A wrk script sending GET `path` with each header set of `sets` in turn. */
+function script(path: string, sets: Record<string, string>[]): string {
+  const rows = sets.map((set) => `{ ${Object.entries(set).map(([k, v]) => `[${lua(k)}] = ${lua(v)}`).join(', ')} }`)
+  return `local sets = {
+${rows.join(',\n')}
+}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", ${lua(path)}, sets[(i % #sets) + 1])
+end
+${DONE}
+`
+}
+
+interface Run {
+  rps: number
+  p99Ms: number
+  errors: number
+}
+
+async function wrk(base: string, file: string): Promise<Run> {
+  const stdout = await runToEnd('wrk', 'wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--timeout', '30s', '-s', file, base])
+  const match = /WRKJSON (\{.*\})/.exec(stdout)
+  if (!match) throw new Error(`wrk printed no summary:\n${stdout}`)
+  const raw = JSON.parse(match[1]!) as { requests: number; duration_us: number; errors: number; p99_us: number }
+  return { rps: raw.requests / (raw.duration_us / 1e6), p99Ms: raw.p99_us / 1000, errors: raw.errors }
+}
+
+async function main(): Promise<void> {
+  pinSelf()
+  const dir = await mkdtemp(path.join(tmpdir(), 'cachegate-bench-s3-'))
+  onInterrupt(() => rm(dir, { recursive: true, force: true }))
+  const load = loadAverage()
+  try {
+    const gateway = await startGateway('gateway', path.join(dir, 'gateway'), {
+      listen: '127.0.0.1:0',
+      auth: { bearer_token: BEARER },
+      stores: { [BUCKET]: { type: 'fs', root: path.join(dir, 'root') } },
+      cache: { max_memory: '256MiB', max_object_size: '8MiB' },
+      s3_api: { region: REGION, credentials: [{ access_key_id: ACCESS_KEY, secret_access_key: SECRET_KEY, buckets: [BUCKET] }] },
+      // info: the bench waits for the "listening" line.
+      log: { level: 'info' },
+    })
+    const started = new Date()
+    const variants: { name: string; file: string; object: (typeof OBJECTS)[number] }[] = []
+    for (const object of OBJECTS) {
+      // The PUT caches the object: every GET below is a memory hit.
+      const put = await fetch(`${gateway.url}/${BUCKET}/${object.key}`, { method: 'PUT', headers: { Authorization: `Bearer ${BEARER}` }, body: new Uint8Array(object.size).fill(7) })
+      if (put.status !== 200) throw new Error(`PUT ${object.key}: ${put.status}`)
+      const target = `/${BUCKET}/${object.key}`
+      const files = {
+        bearer: script(target, [{ Authorization: `Bearer ${BEARER}` }]),
+        s3: script(target, [signGet(gateway.url, object.key, started)]),
+        's3 varied': script(target, Array.from({ length: SIGNATURES }, (_, i) => signGet(gateway.url, object.key, started, i))),
+      }
+      for (const [name, text] of Object.entries(files)) {
+        const file = path.join(dir, `${object.key}-${name.replace(' ', '-')}.lua`)
+        await writeFile(file, text)
+        variants.push({ name, file, object })
+      }
+      // Each client is checked once before it is measured: a refused request would measure an error path.
+      for (const headers of [{ Authorization: `Bearer ${BEARER}` }, signGet(gateway.url, object.key, started, 1)]) {
+        const res = await fetch(`${gateway.url}${target}`, { headers })
+        if (res.status !== 200) throw new Error(`GET ${target}: ${res.status} ${await res.text()}`)
+        await res.arrayBuffer()
+      }
+    }
+    const results = new Map<(typeof variants)[number], Run[]>(variants.map((v) => [v, []]))
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const variant of variants) {
+        if (isInterrupted()) return
+        const run = await wrk(gateway.url, variant.file)
+        log(`round ${round}: ${variant.object.name} ${variant.name}: ${count(run.rps)} req/s, p99 ${fixed(run.p99Ms)} ms${run.errors ? `, ${run.errors} errors` : ''}`)
+        results.get(variant)!.push(run)
+      }
+    }
+    if (Date.now() - started.getTime() > 15 * 60 * 1000) log('warning: the run outlasted the 15-minute clock skew; late requests were refused (see errors)')
+    const rows: string[][] = []
+    const verdicts: string[] = []
+    for (const object of OBJECTS) {
+      const of = (name: string) => results.get(variants.find((v) => v.object === object && v.name === name)!)!
+      const bearer = median(of('bearer').map((r) => r.rps))
+      for (const name of ['bearer', 's3', 's3 varied']) {
+        const runs = of(name)
+        const rps = median(runs.map((r) => r.rps))
+        rows.push([object.name, name, count(rps), fixed(median(runs.map((r) => r.p99Ms))), fixed(rps / bearer), String(runs.reduce((n, r) => n + r.errors, 0))])
+      }
+      if (object.size === 4096) {
+        const s3 = median(of('s3').map((r) => r.rps)) / bearer
+        verdicts.push(`4 KiB hit through S3: ${fixed(s3)}× bearer → the S3 front end (SigV4 check included) costs ${fixed((1 - s3) * 100, 0)}% (target ≤ 30%: ${s3 >= 0.7 ? 'met' : 'missed'})`)
+      }
+    }
+    process.stdout.write(
+      [
+        '## S3 front end vs bearer GET (`npm run bench:s3`)',
+        '',
+        `${machineLine()}; load ${load} → ${loadAverage()}; ${DURATION} s × ${ROUNDS} interleaved rounds, c=${CONNECTIONS}; medians`,
+        '',
+        table(['object', 'client', 'req/s', 'p99 ms', '× bearer', 'errors'], rows, ['l', 'l', 'r', 'r', 'r', 'r']),
+        '',
+        ...verdicts,
+        '',
+      ].join('\n'),
+    )
+  } finally {
+    await stopAll()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+await main().catch((error: unknown) => {
+  if (!isInterrupted()) {
+    log(String((error as Error)?.stack ?? error))
+    process.exitCode = 1
+  }
+})

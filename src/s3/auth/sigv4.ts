@@ -1,0 +1,277 @@
+/**
+ * AWS Signature Version 4 on incoming requests, header (`Authorization: AWS4-HMAC-SHA256 …`)
+ * or presigned query (`X-Amz-Algorithm=…&X-Amz-Signature=…`). The canonical request is built by
+ * `@smithy/signature-v4` (the signer the AWS SDKs use: path, query and header canonicalisation,
+ * the error-prone part) from the request as received; the signing key is derived by it once per
+ * (access key, day, region) and kept (bounded); the final HMAC is compared in constant time.
+ * AWS docs: "Authenticating Requests (AWS Signature Version 4)".
+ */
+import { createHash, createHmac, hash, timingSafeEqual } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import { SignatureV4, getCanonicalHeaders, getSigningKey } from '@smithy/signature-v4'
+import { S3Error } from '../errors.ts'
+import { headerOf } from '../headers.ts'
+import { type QueryBag, single } from '../query.ts'
+import type { S3Credential } from './scope.ts'
+
+export const ALGORITHM = 'AWS4-HMAC-SHA256'
+/** S3 refuses requests whose time is further than this from its own clock. */
+export const MAX_SKEW_MS = 15 * 60 * 1000
+/** A presigned URL lives at most 7 days (`X-Amz-Expires` ≤ 604800). */
+export const MAX_PRESIGNED_SECONDS = 7 * 24 * 3600
+/** Signing keys kept (one per access key, day and region in use): cleared when full. */
+const SIGNING_KEYS = 1000
+
+/** A request whose signature holds. */
+export interface VerifiedRequest {
+  credential: S3Credential
+  /** Hex signature of the request: the seed of an aws-chunked body's chunk signatures. */
+  signature: string
+  /** `YYYYMMDDTHHMMSSZ` and `date/region/s3/aws4_request`, as signed. */
+  longDate: string
+  scope: string
+  /** `x-amz-content-sha256` (a presigned URL: `UNSIGNED-PAYLOAD` unless the header says otherwise). */
+  payload: string | undefined
+  /** A presigned URL's expiry, in unix seconds. */
+  expiresAt?: number
+  /** Hex HMAC of `text` with this request's signing key (chunk and trailer signatures). */
+  signString(text: string): string
+}
+
+type HttpRequest = Parameters<typeof getCanonicalHeaders>[0]
+type HeaderBag = ReturnType<typeof getCanonicalHeaders>
+
+/** node:crypto behind the hash interface the smithy signer takes (a key makes it an HMAC). */
+class NodeSha256 {
+  readonly #hash
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    this.#hash = secret === undefined ? createHash('sha256') : createHmac('sha256', typeof secret === 'string' ? secret : Buffer.from(secret as ArrayBuffer))
+  }
+  update(data: Uint8Array | string): void {
+    this.#hash.update(data)
+  }
+  async digest(): Promise<Uint8Array> {
+    return this.#hash.digest()
+  }
+  reset(): void {}
+}
+
+/** Exposes smithy's canonical request (protected: the signer builds it before signing). */
+class CanonicalRequests extends SignatureV4 {
+  constructor() {
+    // S3 signs the path as sent, not double-encoded (unlike every other AWS service). No
+    // credentials are used here: only the canonical request is asked of this instance.
+    super({ service: 's3', region: 'unused', credentials: { accessKeyId: '', secretAccessKey: '' }, sha256: NodeSha256, uriEscapePath: false })
+  }
+  build(request: HttpRequest, signedHeaders: ReadonlySet<string>, payloadHash: string): string {
+    return this.createCanonicalRequest(request, getCanonicalHeaders(request, undefined, signedHeaders as Set<string>), payloadHash)
+  }
+}
+
+/** One-shot (Node ≥ 21.7): cheaper than a Hash object for one buffer. */
+export const sha256Hex = (data: Buffer | string) => hash('sha256', data, 'hex')
+
+interface ParsedAuth {
+  accessKeyId: string
+  shortDate: string
+  region: string
+  signedHeaders: SignedHeaderList
+  signature: string
+  longDate: string
+  presigned?: { expires: number }
+}
+
+const LONG_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/
+
+function parseLongDate(value: string | undefined, fail: (why: string) => S3Error): Date {
+  const m = value === undefined ? null : LONG_DATE.exec(value)
+  if (!m) throw fail('X-Amz-Date must be YYYYMMDDTHHMMSSZ')
+  const ms = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]))
+  if (!Number.isFinite(ms)) throw fail('X-Amz-Date is not a date')
+  return new Date(ms)
+}
+
+/** `AKID/20260101/us-east-1/s3/aws4_request` → its parts, checked against the configured region. */
+function parseCredential(value: string | undefined, region: string, fail: (why: string) => S3Error): { accessKeyId: string; shortDate: string; region: string } {
+  const parts = value?.split('/')
+  if (!parts || parts.length !== 5 || !parts[0]) throw fail('Credential must be <access key id>/<date>/<region>/s3/aws4_request')
+  const [accessKeyId, shortDate, scopeRegion, service, terminator] = parts as [string, string, string, string, string]
+  if (!/^\d{8}$/.test(shortDate)) throw fail('the credential scope date must be YYYYMMDD')
+  if (service !== 's3' || terminator !== 'aws4_request') throw fail('the credential scope must end in /s3/aws4_request')
+  if (scopeRegion !== region) throw fail(`the region '${scopeRegion}' is wrong; expecting '${region}'`)
+  return { accessKeyId, shortDate, region: scopeRegion }
+}
+
+/** A SignedHeaders list, split and as a set (what the canonicaliser takes). */
+interface SignedHeaderList {
+  names: readonly string[]
+  set: ReadonlySet<string>
+}
+
+/** Lists seen before (clients send the same few): no split per request. Cleared when full. */
+const signedHeaderLists = new Map<string, SignedHeaderList>()
+const SIGNED_HEADER_LISTS = 1000
+
+function parseSignedHeaders(value: string | undefined, fail: (why: string) => S3Error): SignedHeaderList {
+  const known = value === undefined ? undefined : signedHeaderLists.get(value)
+  if (known) return known
+  const names = value?.split(';') ?? []
+  if (names.length === 0 || names.some((n) => !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(n))) throw fail('SignedHeaders must be lower-case header names separated by ";"')
+  if (!names.includes('host')) throw fail('SignedHeaders must include host')
+  const list = { names, set: new Set(names) }
+  if (value!.length <= 1024) {
+    if (signedHeaderLists.size >= SIGNED_HEADER_LISTS) signedHeaderLists.clear()
+    signedHeaderLists.set(value!, list)
+  }
+  return list
+}
+
+/** The layout every AWS SDK and CLI sends; anything else goes through the field-by-field parser. */
+const USUAL_AUTHORIZATION = /^AWS4-HMAC-SHA256 Credential=([^,\s]+), ?SignedHeaders=([^,\s]+), ?Signature=([0-9a-f]{64})$/
+
+/** `Credential=…, SignedHeaders=…, Signature=…` as a map: the usual layout by one regex, any other field by field. */
+function authorizationFields(authorization: string, fail: (why: string) => S3Error): Map<string, string> {
+  const fields = new Map<string, string>()
+  const usual = USUAL_AUTHORIZATION.exec(authorization)
+  if (usual) return fields.set('Credential', usual[1]!).set('SignedHeaders', usual[2]!).set('Signature', usual[3]!)
+  for (const part of authorization.slice(ALGORITHM.length + 1).split(',')) {
+    const eq = part.indexOf('=')
+    if (eq === -1) throw fail('expected Credential=…, SignedHeaders=…, Signature=…')
+    const name = part.slice(0, eq).trim()
+    if (fields.has(name)) throw fail(`${name} given more than once`)
+    fields.set(name, part.slice(eq + 1).trim())
+  }
+  return fields
+}
+
+function parseHeaderAuth(authorization: string, incoming: IncomingMessage, region: string): ParsedAuth {
+  const fail = (why: string) => new S3Error('AuthorizationHeaderMalformed', `the authorization header is malformed: ${why}`)
+  const fields = authorizationFields(authorization, fail)
+  const credential = parseCredential(fields.get('Credential'), region, fail)
+  const signedHeaders = parseSignedHeaders(fields.get('SignedHeaders'), fail)
+  const signature = fields.get('Signature')
+  if (!signature || !/^[0-9a-f]{64}$/.test(signature)) throw fail('Signature must be 64 lower-case hex digits')
+  const longDate = headerOf(incoming, 'x-amz-date')
+  if (longDate === undefined || !signedHeaders.set.has('x-amz-date')) throw fail('x-amz-date must be sent and signed')
+  if (!longDate.startsWith(credential.shortDate)) throw fail('the credential scope date is not the date of X-Amz-Date')
+  return { ...credential, signedHeaders, signature, longDate }
+}
+
+function parseQueryAuth(params: QueryBag, region: string): ParsedAuth {
+  const fail = (why: string) => new S3Error('AuthorizationQueryParametersError', `the presigned URL is malformed: ${why}`)
+  if (single(params, 'X-Amz-Algorithm') !== ALGORITHM) throw fail(`X-Amz-Algorithm must be ${ALGORITHM}`)
+  if (single(params, 'X-Amz-Security-Token') !== undefined) throw fail('session tokens are not accepted')
+  const credential = parseCredential(single(params, 'X-Amz-Credential'), region, fail)
+  const signedHeaders = parseSignedHeaders(single(params, 'X-Amz-SignedHeaders'), fail)
+  const signature = single(params, 'X-Amz-Signature')
+  if (!signature || !/^[0-9a-f]{64}$/.test(signature)) throw fail('X-Amz-Signature must be 64 lower-case hex digits')
+  const longDate = single(params, 'X-Amz-Date')
+  if (!longDate?.startsWith(credential.shortDate)) throw fail('the credential scope date is not the date of X-Amz-Date')
+  const expiresText = single(params, 'X-Amz-Expires')
+  const expires = Number(expiresText)
+  if (!expiresText || !/^\d{1,7}$/.test(expiresText) || expires < 1 || expires > MAX_PRESIGNED_SECONDS) {
+    throw fail(`X-Amz-Expires must be a number of seconds from 1 to ${MAX_PRESIGNED_SECONDS} (7 days)`)
+  }
+  return { ...credential, signedHeaders, signature, longDate, presigned: { expires } }
+}
+
+/** The signed headers as received: repeated fields joined with `,` (SigV4 canonical form), or undefined when one is missing. */
+function signedHeaderValues(incoming: IncomingMessage, names: ReadonlySet<string>): HeaderBag | undefined {
+  const values: HeaderBag = {}
+  const raw = incoming.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase()
+    if (!names.has(name)) continue
+    const value = raw[i + 1]!
+    values[name] = values[name] === undefined ? value : `${values[name]},${value}`
+  }
+  for (const name of names) if (values[name] === undefined) return undefined
+  return values
+}
+
+function equalHex(a: string, b: string): boolean {
+  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b))
+}
+
+export interface SigV4Options {
+  credentials: readonly S3Credential[]
+  region: string
+  now: () => number
+}
+
+/**
+ * @example
+ * const verifier = createSigV4Verifier({ credentials, region: 'us-east-1', now: Date.now })
+ * const verified = await verifier.verify(incoming, path, parseQuery(query))
+ */
+export function createSigV4Verifier(options: SigV4Options) {
+  const { region, now } = options
+  const credentials = new Map(options.credentials.map((credential) => [credential.accessKeyId, credential]))
+  const canonical = new CanonicalRequests()
+  const signingKeys = new Map<string, Buffer>()
+
+  /** The signing key of (key, day, region), derived by smithy on first use and then kept. */
+  async function signingKey(credential: S3Credential, shortDate: string): Promise<Buffer> {
+    const id = `${credential.accessKeyId}/${shortDate}`
+    const known = signingKeys.get(id)
+    if (known) return known
+    const derived = Buffer.from(await getSigningKey(NodeSha256, { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey }, shortDate, region, 's3'))
+    if (signingKeys.size >= SIGNING_KEYS) signingKeys.clear()
+    signingKeys.set(id, derived)
+    return derived
+  }
+
+  function checkTime(parsed: ParsedAuth, signingDate: Date): number | undefined {
+    const nowMs = now()
+    if (!parsed.presigned) {
+      if (Math.abs(nowMs - signingDate.getTime()) > MAX_SKEW_MS) {
+        throw new S3Error('RequestTimeTooSkewed', 'the difference between the request time and the current time is too large (15 minutes at most)')
+      }
+      return undefined
+    }
+    if (signingDate.getTime() - nowMs > MAX_SKEW_MS) throw new S3Error('AccessDenied', 'the presigned URL is not valid yet (X-Amz-Date is in the future)')
+    const expiresAt = signingDate.getTime() / 1000 + parsed.presigned.expires
+    if (nowMs / 1000 > expiresAt) throw new S3Error('AccessDenied', 'request has expired')
+    return expiresAt
+  }
+
+  async function verify(incoming: IncomingMessage, path: string, params: QueryBag): Promise<VerifiedRequest> {
+    const authorization = incoming.headers.authorization
+    const fromHeader = authorization !== undefined && authorization.startsWith(`${ALGORITHM} `)
+    if (fromHeader && single(params, 'X-Amz-Algorithm') !== undefined) throw new S3Error('InvalidArgument', 'only one auth mechanism allowed: an Authorization header or a presigned query, not both')
+    const parsed = fromHeader ? parseHeaderAuth(authorization, incoming, region) : parseQueryAuth(params, region)
+    const signingDate = parseLongDate(parsed.longDate, (why) => new S3Error(fromHeader ? 'AuthorizationHeaderMalformed' : 'AuthorizationQueryParametersError', why))
+    const expiresAt = checkTime(parsed, signingDate)
+    const credential = credentials.get(parsed.accessKeyId)
+    if (!credential) throw new S3Error('InvalidAccessKeyId', 'the AWS access key id you provided does not exist in our records')
+    const headers = signedHeaderValues(incoming, parsed.signedHeaders.set)
+    if (!headers) throw new S3Error('SignatureDoesNotMatch', 'a header named in SignedHeaders is missing from the request')
+    const payloadHeader = headerOf(incoming, 'x-amz-content-sha256')
+    if (fromHeader && payloadHeader === undefined) throw new S3Error('InvalidRequest', 'missing required header for this request: x-amz-content-sha256')
+    // A presigned URL signs no payload unless the client sent a hash with it.
+    const payload = payloadHeader ?? 'UNSIGNED-PAYLOAD'
+
+    // Only what was signed goes in: smithy canonicalises every header it is given.
+    const request: HttpRequest = { method: incoming.method ?? 'GET', protocol: 'http:', hostname: headers.host!, path, query: params, headers }
+    const canonicalRequest = canonical.build(request, parsed.signedHeaders.set, payload)
+    const scope = `${parsed.shortDate}/${parsed.region}/s3/aws4_request`
+    const key = signingKeys.get(`${credential.accessKeyId}/${parsed.shortDate}`) ?? (await signingKey(credential, parsed.shortDate))
+    const signString = (text: string) => createHmac('sha256', key).update(text).digest('hex')
+    const expected = signString(`${ALGORITHM}\n${parsed.longDate}\n${scope}\n${sha256Hex(canonicalRequest)}`)
+    if (!equalHex(expected, parsed.signature)) {
+      throw new S3Error('SignatureDoesNotMatch', 'the request signature we calculated does not match the signature you provided; check your key and signing method')
+    }
+    return { credential, signature: parsed.signature, longDate: parsed.longDate, scope, payload: fromHeader ? payloadHeader : payload, expiresAt, signString }
+  }
+
+  return { verify }
+}
+
+export type SigV4Verifier = ReturnType<typeof createSigV4Verifier>
+
+/** One header prefix or one query key: how a request says it is SigV4-signed (the hot path's only cost when the S3 API is on). */
+export function isSigV4Request(incoming: IncomingMessage, query: string): boolean {
+  const authorization = incoming.headers.authorization
+  if (authorization !== undefined) return authorization.startsWith(`${ALGORITHM} `)
+  return query !== '' && query.includes('X-Amz-Algorithm=')
+}

@@ -1,0 +1,115 @@
+/**
+ * The S3 front end's pure parts: the aws-chunked decoder fed in arbitrary pieces, its bounds,
+ * the XML reader and writer, CRC-32C, the query parser.
+ */
+import assert from 'node:assert/strict'
+import { Readable } from 'node:stream'
+import { describe, it } from 'node:test'
+import fc from 'fast-check'
+import { BodyTally } from '../src/s3/body-check.ts'
+import { createChecksum, crc32c } from '../src/s3/checksums.ts'
+import { ChunkedDecoder, MAX_CHUNK, MAX_LINE } from '../src/s3/chunked.ts'
+import { S3Error } from '../src/s3/errors.ts'
+import { parseQuery } from '../src/s3/query.ts'
+import { escapeXml, parseCompleteMultipart, parseDelete, xmlDocument } from '../src/s3/xml.ts'
+
+function encodeUnsigned(chunks: Buffer[], trailer?: string): Buffer {
+  const parts: Buffer[] = []
+  for (const data of chunks) parts.push(Buffer.from(`${data.length.toString(16)}\r\n`), data, Buffer.from('\r\n'))
+  parts.push(Buffer.from(`0\r\n${trailer ? `${trailer}\r\n` : ''}\r\n`))
+  return Buffer.concat(parts)
+}
+
+/** Feeds `encoded` to a decoder in pieces cut at `cuts`; resolves with the output or rejects with the decoder's error. */
+async function decode(encoded: Buffer, cuts: number[], options: { size?: number; limit?: number; checksum?: boolean; trailer?: boolean } = {}): Promise<Buffer> {
+  const points = [...new Set(cuts.map((c) => c % (encoded.length + 1)))].sort((a, b) => a - b)
+  const pieces: Buffer[] = []
+  let from = 0
+  for (const point of [...points, encoded.length]) {
+    if (point > from) pieces.push(encoded.subarray(from, point))
+    from = Math.max(from, point)
+  }
+  const tally = new BodyTally({ size: options.size, limit: options.limit ?? 2 ** 30, checksum: options.checksum ? { algorithm: 'crc32' } : undefined })
+  const decoder = new ChunkedDecoder({ trailer: options.trailer ?? Boolean(options.checksum), checksumTrailer: options.checksum ? 'x-amz-checksum-crc32' : undefined, tally })
+  const out: Buffer[] = []
+  for await (const chunk of Readable.from(pieces).pipe(decoder)) out.push(chunk as Buffer)
+  return Buffer.concat(out)
+}
+
+const crc32Of = (data: Buffer) => {
+  const c = createChecksum('crc32')
+  c.update(data)
+  return c.digest()
+}
+
+describe('aws-chunked decoder', () => {
+  it('decodes the same bytes however the input is cut, trailer checksum included', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.uint8Array({ minLength: 1, maxLength: 300 }), { maxLength: 6 }), fc.array(fc.nat(), { maxLength: 12 }), async (arrays, cuts) => {
+        const chunks = arrays.map((a) => Buffer.from(a))
+        const whole = Buffer.concat(chunks)
+        const encoded = encodeUnsigned(chunks, `x-amz-checksum-crc32:${crc32Of(whole)}`)
+        assert.deepEqual(await decode(encoded, cuts, { size: whole.length, checksum: true }), whole)
+      }),
+      { numRuns: 150 },
+    )
+  })
+
+  const refused = async (promise: Promise<unknown>, code: string) => {
+    await assert.rejects(promise, (error: unknown) => error instanceof S3Error && error.code === code)
+  }
+
+  it('refuses a wrong checksum, a short body, a long line, an oversized chunk, bad framing, a limit overrun', async () => {
+    const data = Buffer.from('hello world')
+    await refused(decode(encodeUnsigned([data], 'x-amz-checksum-crc32:AAAAAA=='), [], { checksum: true }), 'BadDigest')
+    await refused(decode(encodeUnsigned([data]).subarray(0, 10), []), 'IncompleteBody')
+    await refused(decode(encodeUnsigned([data]), [], { size: 99 }), 'IncompleteBody')
+    await refused(decode(Buffer.from(`${'0'.repeat(MAX_LINE + 1)}\r\n`), [7]), 'InvalidArgument')
+    await refused(decode(Buffer.from(`${(MAX_CHUNK + 1).toString(16)}\r\n`), []), 'InvalidArgument')
+    await refused(decode(Buffer.from('5\r\nhello!!\r\n0\r\n\r\n'), []), 'InvalidArgument')
+    await refused(decode(Buffer.from('5\nhello\r\n0\r\n\r\n'), []), 'InvalidArgument')
+    await refused(decode(Buffer.from('zz\r\n'), []), 'InvalidArgument')
+    await refused(decode(encodeUnsigned([data, data]), [], { limit: 15 }), 'EntityTooLarge')
+    // Trailers that were not announced.
+    await refused(decode(encodeUnsigned([data], 'x-amz-checksum-crc32:AAAAAA=='), [], { trailer: false }), 'InvalidArgument')
+  })
+})
+
+describe('S3 XML', () => {
+  it('escapes text and reads back what it would write', () => {
+    assert.equal(escapeXml(`a<b>&"c'\r`), 'a&lt;b&gt;&amp;&quot;c&apos;&#13;')
+    assert.match(xmlDocument('R', [['Key', '<&>'], ['Skip', undefined], ['N', 3]]), /<R xmlns="[^"]+"><Key>&lt;&amp;&gt;<\/Key><N>3<\/N><\/R>$/)
+    const keys = ['a&b', '<tag>', 'plain/key.txt', 'ü €']
+    const xml = `<?xml version="1.0"?><Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet>${keys.map((k) => `<Object><Key>${escapeXml(k)}</Key></Object>`).join('')}</Delete>`
+    assert.deepEqual(parseDelete(xml, 1000), { quiet: true, keys })
+    assert.deepEqual(parseDelete('<Delete><Object><Key>&#x41;&#66;</Key></Object></Delete>', 1000), { quiet: false, keys: ['AB'] })
+    assert.deepEqual(parseCompleteMultipart('<CompleteMultipartUpload><Part><ETag>"e1"</ETag><PartNumber>1</PartNumber></Part><Part><PartNumber>2</PartNumber><ETag>&quot;e2&quot;</ETag></Part></CompleteMultipartUpload>', 10_000), [
+      { partNumber: 1, etag: '"e1"' },
+      { partNumber: 2, etag: '"e2"' },
+    ])
+  })
+
+  it('refuses DTDs, stray markup, missing fields and too many entries as MalformedXML', () => {
+    const malformed = (fn: () => unknown) => assert.throws(fn, (e: unknown) => e instanceof S3Error && e.code === 'MalformedXML')
+    malformed(() => parseDelete('<!DOCTYPE x [<!ENTITY a "b">]><Delete><Object><Key>&a;</Key></Object></Delete>', 1000))
+    malformed(() => parseDelete('<Delete><Object><Key>a & b</Key></Object></Delete>', 1000))
+    malformed(() => parseDelete('<Delete></Delete>', 1000))
+    malformed(() => parseDelete('<Delete><Object><Key>a</Key></Object><Object><Key>b</Key></Object></Delete>', 1))
+    malformed(() => parseDelete('<Other/>', 1000))
+    malformed(() => parseCompleteMultipart('<CompleteMultipartUpload><Part><PartNumber>x</PartNumber><ETag>e</ETag></Part></CompleteMultipartUpload>', 10_000))
+  })
+})
+
+describe('checksums and query', () => {
+  it('CRC-32C matches the RFC 3720 test vectors', () => {
+    assert.equal(crc32c(Buffer.from('123456789')), 0xe3069283)
+    assert.equal(crc32c(Buffer.alloc(32, 0)), 0x8a9136aa)
+    assert.equal(crc32c(Buffer.alloc(32, 0xff)), 0x62a8ab43)
+  })
+
+  it('the query keeps "+" and repeats, and refuses prototype names', () => {
+    assert.deepEqual(parseQuery('prefix=a+b%20c&x=1&x=2&flag'), { prefix: 'a+b c', x: ['1', '2'], flag: '' })
+    assert.throws(() => parseQuery('__proto__=1'), S3Error)
+    assert.throws(() => parseQuery('a=%zz'), S3Error)
+  })
+})
