@@ -6,10 +6,7 @@ import { z } from 'zod'
 import { decodeBase64Url, isUsablePublicKey } from '../auth/keys.ts'
 import { TOKEN_METHODS } from '../auth/tokens.ts'
 import { parseSeconds } from './duration.ts'
-
-/** YAML `null`, a missing key and `FOO=` in the environment all mean "unset". */
-const unset = (value: unknown) => (value === null || value === '' ? undefined : value)
-const optionalString = z.preprocess(unset, z.string().min(1).optional())
+import { optionalString, unset } from './fields.ts'
 
 /** A comma-separated string (from the environment) or a list. */
 const list = <T extends z.ZodType>(item: T) =>
