@@ -2,13 +2,14 @@
  * Browser-ready links (issue 11) in a real Chromium: a page on another origin plays a
  * presigned video and seeks, reads ETag and Content-Range with fetch(), uploads a Blob with a
  * presigned PUT, fetches with a bearer token, is blocked where its origin is not allowed, and
- * a tab opened on an expired link shows the error page. See test/helpers/browser.ts.
- *
- * To add later with v2 links: a download saved under its `fn` name (page.waitForEvent
- * ('download'), download.suggestedFilename()), and the page for a prefix link used outside
- * its prefix; both go through `rig.presign`.
+ * a tab opened on an expired link or a link for another file shows the error page. Version 2
+ * links: a cross-origin `<a>` to a link with `fn` downloads under that (non-ASCII) name, with
+ * the object's bytes, while `disp: inline` is displayed; a prefix link (`pp`) works inside its
+ * prefix and, outside it, shows the 403 page in a tab and a 403 JSON body to fetch(). Every
+ * link is minted by `rig.presign`. See test/helpers/browser.ts.
  */
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { readFile, writeFile, mkdir } from 'node:fs/promises'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -27,6 +28,8 @@ describe('in Chromium, a page on another origin', { skip: skipBrowser }, () => {
   let local: string
   let video: Buffer
   let spread: Buffer
+  /** Bytes no text decoding would keep intact: what a download must save as is. */
+  const report = randomBytes(64 * 1024)
 
   before(async () => {
     local = await tempDir()
@@ -37,6 +40,9 @@ describe('in Chromium, a page on another origin', { skip: skipBrowser }, () => {
     spread = spreadClusters(video, 1 << 20)
     await writeFile(path.join(local, 'media/testsrc.webm'), spread)
     await writeFile(path.join(local, 'hello.txt'), 'hello from cachegate')
+    await writeFile(path.join(local, 'media/clip.txt'), 'inside the prefix')
+    await mkdir(path.join(local, 'reports'))
+    await writeFile(path.join(local, 'reports/q3.bin'), report)
     await writeFile(path.join(elsewhere, 'hello.txt'), 'not for this page')
     rig = await startBrowserRig((pageOrigin) => ({
       cors: { allowed_origins: [pageOrigin] },
@@ -195,5 +201,67 @@ describe('in Chromium, a page on another origin', { skip: skipBrowser }, () => {
     assert.equal(response?.status(), 401)
     assert.match(await tab.locator('body').innerText(), /This link is not valid for this file\./)
     await tab.close()
+  })
+
+  it('a cross-origin <a> to a link with fn downloads under that name (Content-Disposition), the bytes intact', async () => {
+    const filename = 'Report Q3 €.pdf'
+    const url = rig.presign({ path: 'reports/q3.bin', filename })
+    const tab = await rig.openPage()
+    // Cross-origin, so a `download` attribute would be ignored: the name is the gateway's.
+    await tab.evaluate((href) => {
+      const a = document.createElement('a')
+      a.href = href
+      a.textContent = 'report'
+      document.body.append(a)
+    }, url)
+    const downloading = tab.waitForEvent('download')
+    await tab.click('a')
+    const download = await downloading
+    assert.equal(download.url(), url)
+    assert.equal(download.suggestedFilename(), filename)
+    const saved = path.join(await tempDir(), 'saved.pdf')
+    await download.saveAs(saved)
+    assert.deepEqual(await readFile(saved), report)
+    await tab.close()
+  })
+
+  it('a link with disp inline opened in a tab is displayed, not downloaded', async () => {
+    const tab = await rig.openPage()
+    let downloads = 0
+    tab.on('download', () => downloads++)
+    // A download would make goto() throw ("Download is starting") instead of showing the text.
+    const response = await tab.goto(rig.presign({ path: 'hello.txt', filename: 'hello €.txt', disposition: 'inline' }))
+    assert.equal(response?.status(), 200)
+    assert.match(response?.headers()['content-disposition'] ?? '', /^inline; filename="hello \?\.txt"; filename\*=UTF-8''hello%20%E2%82%AC\.txt$/)
+    assert.equal(await tab.locator('body').innerText(), 'hello from cachegate')
+    assert.equal(downloads, 0)
+    await tab.close()
+  })
+
+  it('a prefix link works inside its prefix; outside it a tab shows the 403 page and fetch() reads a 403 JSON body', async () => {
+    const inside = rig.presign({ prefix: 'media/', path: 'media/clip.txt' })
+    const outside = inside.replace('/local/media/clip.txt?', '/local/hello.txt?')
+    assert.notEqual(outside, inside)
+    const tab = await rig.openPage()
+    const response = await tab.goto(outside)
+    assert.equal(response?.status(), 403)
+    assert.equal(await tab.title(), 'This request is not allowed')
+    assert.match(await tab.locator('body').innerText(), /This link is not valid for this file\./)
+    await tab.close()
+    const result = await page.evaluate(
+      async ({ inside, outside }) => {
+        const read = async (src: string) => {
+          const res = await fetch(src)
+          return { status: res.status, type: res.headers.get('content-type'), body: await res.text() }
+        }
+        return { inside: await read(inside), outside: await read(outside) }
+      },
+      { inside, outside },
+    )
+    assert.deepEqual(result.inside, { status: 200, type: 'text/plain', body: 'inside the prefix' })
+    // Readable at all: the error carries the CORS headers (else fetch() would reject).
+    assert.equal(result.outside.status, 403)
+    assert.match(result.outside.type ?? '', /^application\/json/)
+    assert.deepEqual(JSON.parse(result.outside.body), { error: 'forbidden', message: 'link is for prefix media/ only' })
   })
 })

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { type Browser, type Page, chromium } from 'playwright-core'
-import { type SignableMethod, presign } from '../../src/auth/presign.ts'
+import { type PresignOptions, presign } from '../../src/auth/presign.ts'
 import { type TestGateway, startGateway, tempDir } from './gateway.ts'
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -33,6 +33,9 @@ export interface SeenRequest {
   readonly status?: number
 }
 
+/** `presign`'s options, v2 fields included, less what the rig knows (bucket defaults to `local`). */
+export type RigPresignOptions = Omit<PresignOptions, 'baseUrl' | 'bucket' | 'privateKey'> & { bucket?: string }
+
 export interface BrowserRig {
   gateway: TestGateway
   /** Where the test page lives, e.g. `http://127.0.0.2:41234`: the origin the gateway must allow. */
@@ -43,7 +46,7 @@ export interface BrowserRig {
   /** A fresh tab showing the (empty) test page on `pageOrigin`. */
   openPage(): Promise<Page>
   /** A presigned link to the gateway: the one place links are minted (a v2 link adds its options here). */
-  presign(options: { bucket?: string; path: string; method?: SignableMethod; expiresIn?: number; now?: number }): string
+  presign(options: RigPresignOptions): string
   close(): Promise<void>
 }
 
@@ -91,7 +94,7 @@ export async function startBrowserRig(raw: (pageOrigin: string) => Record<string
         await page.goto(`${pageOrigin}/`)
         return page
       },
-      presign: (options) => presign({ baseUrl: gateway.url, bucket: options.bucket ?? 'local', path: options.path, method: options.method, expiresIn: options.expiresIn, now: options.now, privateKey: gateway.keys.private_key }),
+      presign: ({ bucket, ...options }) => presign({ ...options, baseUrl: gateway.url, bucket: bucket ?? 'local', privateKey: gateway.keys.private_key }),
       async close() {
         for (const cleanup of cleanups.reverse()) await cleanup()
       },
