@@ -13,6 +13,7 @@ import { type ObjectHooks, createDefaultFrontEnd, createObjectHandler, isObjectP
 import { announcesBody } from './http/unread-body.ts'
 import { UploadRateGuard } from './http/upload-rate.ts'
 import { createClientAddress } from './http/client-address.ts'
+import { Readiness } from './readiness.ts'
 
 export interface AppDeps {
   config: Config
@@ -26,9 +27,14 @@ export interface AppDeps {
   reportError?: (error: unknown) => void
   /** Synchronous hooks on the object routes (CORS will install them). */
   objectHooks?: ObjectHooks
+  /** Shutdown state (server.ts): `/health/ready` answers 503 and responses close their connection while draining. */
+  readiness?: Readiness
 }
 
 const INFO_METHODS = 'GET, HEAD'
+
+/** The readiness probe; a store named `health` cannot serve a key `ready`. */
+const READY_PATH = '/health/ready'
 
 /**
  * Wires routes to their dependencies and returns the node:http request handler. Never
@@ -43,6 +49,7 @@ const INFO_METHODS = 'GET, HEAD'
 export function createApp(deps: AppDeps) {
   const { config, stores, cache, logger } = deps
   const telemetry = deps.telemetry ?? new Telemetry()
+  const readiness = deps.readiness ?? new Readiness()
   const objects = createObjectService({
     cache,
     maxObjectSize: config.cache.max_object_size,
@@ -82,8 +89,10 @@ export function createApp(deps: AppDeps) {
   /** The operator endpoints; `/stats` and `/metrics` only where `withTelemetry`. */
   function operatorApp(withTelemetry: boolean): Hono {
     const app = new Hono()
-    const paths = withTelemetry ? ['/health', '/stats', '/metrics'] : ['/health']
+    const paths = withTelemetry ? ['/health', READY_PATH, '/stats', '/metrics'] : ['/health', READY_PATH]
     app.get('/health', (c) => c.json({ status: 'ok' }))
+    // For balancers: 503 from the moment a SIGTERM arrives, while requests are still served.
+    app.get(READY_PATH, (c) => (readiness.draining ? c.json({ status: 'draining' }, 503) : c.json({ status: 'ready' })))
     if (withTelemetry) {
       app.get('/stats', (c) => c.json(telemetry.snapshot()))
       app.get('/metrics', async (c) => c.body(await telemetry.registry.metrics(), 200, { 'Content-Type': telemetry.registry.contentType }))
@@ -116,10 +125,13 @@ export function createApp(deps: AppDeps) {
 
   function handle(incoming: IncomingMessage, outgoing: ServerResponse): void {
     const { path, query } = splitTarget(incoming.url ?? '/')
-    const object = isObjectPath(path)
+    // `/health/ready` has the shape of an object path (bucket "health"): the probe wins.
+    const object = isObjectPath(path) && path !== READY_PATH
     // Only an object PUT reads a body; any other body would be read and discarded by Node to
     // keep the connection alive, however long it is (see http/unread-body.ts).
     if (!(object && incoming.method === 'PUT') && announcesBody(incoming)) outgoing.setHeader('Connection', 'close')
+    // Draining: a keep-alive client is told to reconnect (to another node) after this answer.
+    else if (readiness.draining) outgoing.setHeader('Connection', 'close')
     if (object) {
       // No closure per request: a memory hit returns no promise, and only a promise needs one.
       try {

@@ -174,10 +174,18 @@ async function serveCommand(argv: string[]): Promise<void> {
         `  bearer token:         curl -H 'Authorization: Bearer ${dev.bearer}' ${running.url}/local/${SAMPLE_KEY}\n\n`,
     )
   }
+  // SIGTERM (an orchestrator) drains first; SIGINT (Ctrl-C) skips the drain wait. A second
+  // signal of either kind exits at once.
+  let stopping = false
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
+    process.on(signal, () => {
+      if (stopping) {
+        logger.warn('second signal: exiting now', { signal })
+        process.exit(1)
+      }
+      stopping = true
       logger.info('shutting down', { signal })
-      void running.close().then(() => process.exit(0))
+      void running.close({ drain: signal === 'SIGTERM' }).then(() => process.exit(0))
     })
   }
 }

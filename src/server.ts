@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { type RequestListener, type Server, createServer } from 'node:http'
 import { type AppDeps, createApp } from './app.ts'
 import { openDiskCache } from './cache/disk/index.ts'
@@ -8,6 +9,7 @@ import type { Cache } from './cache/types.ts'
 import type { Config } from './config/schema.ts'
 import { type Logger, createLogger, levelFromEnv } from './log.ts'
 import { Telemetry } from './metrics.ts'
+import { Readiness } from './readiness.ts'
 import { createStores, decorateStores, withFallbacks } from './stores/registry.ts'
 import type { Store } from './stores/types.ts'
 
@@ -16,11 +18,18 @@ export interface RunningServer {
   server: Server
   /** The metrics listener's URL, when `metrics.listen` is set. */
   metricsUrl?: string
-  close(): Promise<void>
+  /** `/health/ready` and the draining state (tests and main.ts look at it). */
+  readiness: Readiness
+  /**
+   * Stops the gateway. With `drain` (SIGTERM) it first answers not-ready for
+   * `shutdown.drain_seconds`, still serving, so balancers move traffic away; then it stops
+   * accepting and gives in-flight requests `shutdown.grace_seconds` before cutting them.
+   */
+  close(options?: { drain?: boolean }): Promise<void>
 }
 
-/** Lets in-flight requests finish for this long on shutdown, then cuts them. */
-const SHUTDOWN_GRACE_MS = 10_000
+/** While closing, how often connections that went idle (their last response done) are closed. */
+const IDLE_SWEEP_MS = 100
 
 /** Initialises Sentry only when a DSN is configured (the SDK is heavy to load). */
 async function initSentry(config: Config, logger: Logger): Promise<((error: unknown) => void) | undefined> {
@@ -108,7 +117,8 @@ export async function startServer(config: Config, options: { logger?: Logger; st
   const { stores, health } = withFallbacks(decorated, config.stores)
   telemetry.attachStoreHealth(() => new Map([...health].map(([id, h]) => [id, h.snapshot()])))
   const cache = await createCache(config, logger, telemetry)
-  const { handle, metricsHandle } = createApp({ config, stores, cache, logger, telemetry, reportError, objectHooks: options.objectHooks })
+  const readiness = new Readiness()
+  const { handle, metricsHandle } = createApp({ config, stores, cache, logger, telemetry, reportError, objectHooks: options.objectHooks, readiness })
 
   // Node enforces headersTimeout when it sweeps its connections: every 5 s, not every 30 s.
   const server: Server = createServer({ connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS }, handle)
@@ -146,21 +156,36 @@ export async function startServer(config: Config, options: { logger?: Logger; st
     logger.info('metrics listening', { url: metrics.url })
   }
 
+  const { drain_seconds: drainSeconds, grace_seconds: graceSeconds } = config.shutdown
   let closing: Promise<void> | undefined
-  const close = () =>
+  const close = ({ drain = false }: { drain?: boolean } = {}) =>
     (closing ??= (async () => {
+      readiness.drain()
+      if (drain && drainSeconds > 0) {
+        logger.info('draining: not ready, still serving', { drain_seconds: drainSeconds })
+        await sleep(drainSeconds * 1000)
+      }
       // Nothing on the metrics listener is worth waiting for: a cut scrape is retried.
       const metricsClosed = metrics && new Promise<void>((resolve) => metrics.server.close(() => resolve()))
       metrics?.server.closeAllConnections()
-      const timer = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS)
-      timer.unref()
-      server.closeIdleConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-      clearTimeout(timer)
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      logger.info('stopped accepting; finishing in-flight requests', { grace_seconds: graceSeconds })
+      // server.close() closes the connections idle now; one whose response ends later would
+      // wait out keepAliveTimeout, so idle ones are swept until the last is gone.
+      const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS)
+      const cut = setTimeout(() => {
+        logger.warn('grace time over; cutting the remaining connections', { grace_seconds: graceSeconds })
+        server.closeAllConnections()
+      }, graceSeconds * 1000)
+      sweep.unref()
+      cut.unref()
+      await closed
+      clearInterval(sweep)
+      clearTimeout(cut)
       await metricsClosed
       await Promise.all([...decorated.values()].map((s) => s.close?.().catch(() => {})))
       await cache.close?.()
       logger.info('stopped')
     })())
-  return { url, server, metricsUrl: metrics?.url, close }
+  return { url, server, metricsUrl: metrics?.url, readiness, close }
 }

@@ -137,6 +137,14 @@ const limits = z
   })
   .strict()
 
+/** SIGTERM: not ready for `drain_seconds` (balancers notice), then in-flight requests get `grace_seconds`. */
+const shutdown = z
+  .object({
+    drain_seconds: number.pipe(z.number().min(0).max(3600)).default(5),
+    grace_seconds: number.pipe(z.number().min(0).max(3600)).default(30),
+  })
+  .strict()
+
 /** Other stores holding the same keys, read when this one fails or lacks a key (see `with-fallback.ts`). */
 const fallback = z.preprocess(unset, z.array(z.string().min(1)).optional())
 
@@ -224,7 +232,17 @@ export const configSchema = z
     auth,
     cache: z.preprocess((v) => v ?? {}, cache),
     sentry: z.preprocess((v) => v ?? {}, sentry),
-    log: z.preprocess((v) => v ?? {}, z.object({ level: z.preprocess(unset, z.enum(LOG_LEVELS).default('info')) }).strict()),
+    log: z.preprocess(
+      (v) => v ?? {},
+      z
+        .object({
+          level: z.preprocess(unset, z.enum(LOG_LEVELS).default('info')),
+          /** One JSON line per request (src/http/access-log.ts); false installs nothing. */
+          access: bool.default(true),
+        })
+        .strict(),
+    ),
+    shutdown: z.preprocess((v) => v ?? {}, shutdown),
     upstream: z.preprocess(
       (v) => v ?? {},
       z
