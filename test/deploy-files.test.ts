@@ -16,7 +16,7 @@ import { parse, parseAllDocuments, stringify } from 'yaml'
 import { generateKeyPair } from '../src/auth/keys.ts'
 import { loadConfig, validateConfig } from '../src/config/load.ts'
 import { BEARER, ROOT, rawRequest, startGateway, tempDir } from './helpers/gateway.ts'
-import { NGINX, SHIPPED_CONF, mainConf, nginxTest } from './helpers/nginx-front.ts'
+import { NGINX, mainConf, nginxTest } from './helpers/nginx-front.ts'
 
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8')
 const DOCKERFILE = read('Dockerfile')
@@ -220,4 +220,3 @@ describe('deploy/systemd', () => {
   })
 })
 
-void SHIPPED_CONF

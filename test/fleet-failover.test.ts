@@ -135,7 +135,7 @@ describe('fleet failures behind nginx: kill, death mid-response, SIGTERM', { ski
     // A cold object of gateways[1], read slowly while it is stopped with SIGTERM.
     drainKey = Array.from({ length: 100 }, (_, i) => `large/drain-${i}.bin`).find((k) => ownerIndex(k) === 1)!
     objects.set(drainKey, randomBytes(2 * 1024 * 1024))
-    await Promise.all([...objects].map(([key, body]) => direct.put(key, Readable.from([body]), { size: body.length })))
+    await Promise.all([...objects].map(([key, body]) => direct.put(key, Readable.from([body]), { contentType: 'application/octet-stream', size: body.length })))
     await Promise.all(gateways.map((g) => g.start()))
     front = await startNginxFront(gateways.map((g) => g.host))
   })
