@@ -14,6 +14,7 @@ import { announcesBody } from './http/unread-body.ts'
 import { UploadRateGuard } from './http/upload-rate.ts'
 import { createClientAddress } from './http/client-address.ts'
 import { Readiness } from './readiness.ts'
+import { AccessLog, LineWriter } from './http/access-log.ts'
 
 export interface AppDeps {
   config: Config
@@ -27,6 +28,8 @@ export interface AppDeps {
   reportError?: (error: unknown) => void
   /** Synchronous hooks on the object routes (CORS will install them). */
   objectHooks?: ObjectHooks
+  /** Where access lines go (default: stdout); tests read them. */
+  accessLogWrite?: (chunk: string) => void
   /** Shutdown state (server.ts): `/health/ready` answers 503 and responses close their connection while draining. */
   readiness?: Readiness
 }
@@ -61,6 +64,9 @@ export function createApp(deps: AppDeps) {
   telemetry.attach({ tiers: () => cache.stats(), inflightFills: objects.inflightFills })
   const { limits } = config
   const clientAddress = createClientAddress(config.trust_proxy)
+  // Access lines are info records: a log level above info turns them off too (tests run silent).
+  const accessLog =
+    config.log.access && (logger.level === 'info' || logger.level === 'debug') ? new AccessLog({ writer: new LineWriter(deps.accessLogWrite), clientAddress }) : undefined
   const authenticate = createAuthenticator({
     publicKey: config.auth.public_key,
     previousPublicKeys: config.auth.previous_public_keys.filter((k): k is string => Boolean(k)),
@@ -84,6 +90,7 @@ export function createApp(deps: AppDeps) {
     logger,
     now: deps.now,
     reportError: deps.reportError,
+    onAuthenticated: accessLog && ((incoming, principal) => accessLog.authenticated(incoming, principal)),
   })
 
   /** The operator endpoints; `/stats` and `/metrics` only where `withTelemetry`. */
@@ -127,6 +134,7 @@ export function createApp(deps: AppDeps) {
     const { path, query } = splitTarget(incoming.url ?? '/')
     // `/health/ready` has the shape of an object path (bucket "health"): the probe wins.
     const object = isObjectPath(path) && path !== READY_PATH
+    accessLog?.begin(incoming, outgoing, path, object)
     // Only an object PUT reads a body; any other body would be read and discarded by Node to
     // keep the connection alive, however long it is (see http/unread-body.ts).
     if (!(object && incoming.method === 'PUT') && announcesBody(incoming)) outgoing.setHeader('Connection', 'close')
@@ -145,5 +153,5 @@ export function createApp(deps: AppDeps) {
     void honoListener(incoming, outgoing)
   }
 
-  return { app, handle, metricsHandle, telemetry, objects, clientAddress }
+  return { app, handle, metricsHandle, telemetry, objects, clientAddress, accessLog }
 }

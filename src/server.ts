@@ -105,7 +105,10 @@ async function listenMetrics(handle: RequestListener, address: { host: string; p
  * // ... later
  * await running.close()
  */
-export async function startServer(config: Config, options: { logger?: Logger; stores?: Map<string, Store>; objectHooks?: AppDeps['objectHooks'] } = {}): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  options: { logger?: Logger; stores?: Map<string, Store>; objectHooks?: AppDeps['objectHooks']; accessLogWrite?: AppDeps['accessLogWrite'] } = {},
+): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(levelFromEnv(config.log.level))
   const reportError = await initSentry(config, logger)
   const telemetry = new Telemetry({ defaultMetrics: true })
@@ -118,7 +121,17 @@ export async function startServer(config: Config, options: { logger?: Logger; st
   telemetry.attachStoreHealth(() => new Map([...health].map(([id, h]) => [id, h.snapshot()])))
   const cache = await createCache(config, logger, telemetry)
   const readiness = new Readiness()
-  const { handle, metricsHandle } = createApp({ config, stores, cache, logger, telemetry, reportError, objectHooks: options.objectHooks, readiness })
+  const { handle, metricsHandle, accessLog } = createApp({
+    config,
+    stores,
+    cache,
+    logger,
+    telemetry,
+    reportError,
+    objectHooks: options.objectHooks,
+    readiness,
+    accessLogWrite: options.accessLogWrite,
+  })
 
   // Node enforces headersTimeout when it sweeps its connections: every 5 s, not every 30 s.
   const server: Server = createServer({ connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS }, handle)
@@ -183,6 +196,7 @@ export async function startServer(config: Config, options: { logger?: Logger; st
       clearInterval(sweep)
       clearTimeout(cut)
       await metricsClosed
+      accessLog?.flush()
       await Promise.all([...decorated.values()].map((s) => s.close?.().catch(() => {})))
       await cache.close?.()
       logger.info('stopped')

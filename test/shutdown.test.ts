@@ -40,7 +40,7 @@ function request(agent: http.Agent, base: string, method: string, target: string
   })
 }
 
-it('SIGTERM during load: not ready first, no request fails, in-flight upload finishes, exit 0 within the grace time', async () => {
+it('SIGTERM during load: not ready first, no request fails, in-flight upload finishes, every access line written, exit 0 within the grace time', async () => {
   const dir = await tempDir()
   const data = path.join(dir, 'data')
   await (await import('node:fs/promises')).mkdir(data)
@@ -138,6 +138,10 @@ it('SIGTERM during load: not ready first, no request fails, in-flight upload fin
     assert.match(output, /"msg":"draining: not ready, still serving"/)
     assert.match(output, /"msg":"stopped"/)
     assert.doesNotMatch(output, /grace time over/)
+    // Every access line was written before the process exited (flushed on shutdown).
+    const served = output.split('\n').filter((line) => line.includes('"msg":"access"') && line.includes('"path":"/local/small.bin"'))
+    assert.equal(served.length, answers.length + 1)
+    assert.equal(output.split('\n').filter((line) => line.includes('"msg":"access"') && line.includes('"method":"PUT"')).length, 1)
     agent.destroy()
   } finally {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')

@@ -3,6 +3,7 @@
  * (get.ts, head.ts, put.ts); every failure goes through one error path (respond.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Principal } from '../../auth/middleware.ts'
 import { MethodNotAllowedError, NotFoundError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
 import type { Telemetry } from '../../metrics.ts'
@@ -35,6 +36,8 @@ export interface ObjectHandlerDeps {
   now?: () => number
   /** Errors that are no domain error (bugs): Sentry, when configured. */
   reportError?: (error: unknown) => void
+  /** Told who each authenticated request is (the access log, when on). */
+  onAuthenticated?: (incoming: IncomingMessage, principal: Principal) => void
 }
 
 /** Handles one object request; a promise only when the response needs I/O first. `path` and `query` are raw (`splitTarget`). */
@@ -53,7 +56,7 @@ const isObjectMethod = (method: string): method is ObjectMethod => method === 'G
  * if (isObjectPath(path)) handle(incoming, outgoing, path, query)?.catch(destroy)
  */
 export function createObjectHandler(deps: ObjectHandlerDeps): ObjectHandler {
-  const { stores, frontEnd, telemetry } = deps
+  const { stores, frontEnd, telemetry, onAuthenticated } = deps
   const beforeAuth = deps.hooks?.beforeAuth
   const decorate = deps.hooks?.decorate
   const ctx: ObjectContext = { objects: deps.objects, logger: deps.logger, now: deps.now ?? Date.now, watchUpload: deps.watchUpload }
@@ -95,6 +98,7 @@ export function createObjectHandler(deps: ObjectHandlerDeps): ObjectHandler {
     if (!isObjectMethod(method)) throw new MethodNotAllowedError(OBJECT_METHODS)
     const params = query === '' ? undefined : new URLSearchParams(query)
     const principal = frontEnd.authenticate(incoming, method, target, params)
+    onAuthenticated?.(incoming, principal)
     const store = stores.get(target.bucket)
     if (!store) throw new NotFoundError(`no bucket "${target.bucket}"`)
     frontEnd.admit?.(path, target)
