@@ -174,6 +174,11 @@ async function serveCommand(argv: string[]): Promise<void> {
         `  bearer token:         curl -H 'Authorization: Bearer ${dev.bearer}' ${running.url}/local/${SAMPLE_KEY}\n\n`,
     )
   }
+  // SIGHUP re-reads tls.cert and tls.key (after a renewal); without them it keeps its default.
+  if (running.reloadTls) {
+    const reload = running.reloadTls
+    process.on('SIGHUP', () => void reload())
+  }
   // SIGTERM (an orchestrator) drains first; SIGINT (Ctrl-C) skips the drain wait. A second
   // signal of either kind exits at once.
   let stopping = false
@@ -193,6 +198,7 @@ async function serveCommand(argv: string[]): Promise<void> {
 main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof ConfigError) fail(error.message, 1)
   if (error instanceof UsageError) fail(error.message, 2)
+  if ((error as Error).name === 'TlsError') fail((error as Error).message, 1)
   const code = (error as NodeJS.ErrnoException).code
   if (code?.startsWith('ERR_PARSE_ARGS')) fail(`${(error as Error).message} (see --help)`, 2)
   if (code === 'EADDRINUSE' || code === 'EACCES') fail(`cannot listen: ${code}`, 1)

@@ -1,6 +1,8 @@
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type RequestListener, type Server, createServer } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { Server as TlsServer } from 'node:tls'
 import { type AppDeps, createApp } from './app.ts'
 import { openDiskCache } from './cache/disk/index.ts'
 import { createHybridCache } from './cache/hybrid.ts'
@@ -12,12 +14,18 @@ import { Telemetry } from './metrics.ts'
 import { Readiness } from './readiness.ts'
 import { createStores, decorateStores, withFallbacks } from './stores/registry.ts'
 import type { Store } from './stores/types.ts'
+import { describeCertificate, tlsFromConfig } from './tls.ts'
 
 export interface RunningServer {
   url: string
   server: Server
   /** The metrics listener's URL, when `metrics.listen` is set. */
   metricsUrl?: string
+  /**
+   * With `tls.cert`/`tls.key`: reads the pair again and serves it to new connections (SIGHUP);
+   * open connections keep theirs. A pair that does not load is logged and the old one kept.
+   */
+  reloadTls?: () => boolean
   /** `/health/ready` and the draining state (tests and main.ts look at it). */
   readiness: Readiness
   /**
@@ -111,6 +119,8 @@ export async function startServer(
 ): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(levelFromEnv(config.log.level))
   const reportError = await initSentry(config, logger)
+  // First: an unreadable or mismatched certificate stops start-up before any store is built.
+  const tls = await tlsFromConfig(config.tls)
   const telemetry = new Telemetry({ defaultMetrics: true })
   // Every store call gets the upstream deadline, hedging and is counted: composed once, here.
   const { timeout_seconds, hedge_quantile, hedge_min_samples, hedge_max_ratio } = config.upstream
@@ -134,7 +144,11 @@ export async function startServer(
   })
 
   // Node enforces headersTimeout when it sweeps its connections: every 5 s, not every 30 s.
-  const server: Server = createServer({ connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS }, handle)
+  // An https.Server is an http.Server in all that is used here (timeouts, close*Connections).
+  const server: Server = tls
+    ? (createHttpsServer({ ...tls.pair, connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS }, handle) as unknown as Server)
+    : createServer({ connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS }, handle)
+  if (config.tls.self_signed) logger.warn('tls.self_signed: serving a freshly generated self-signed certificate; for development only', describeCertificate(tls!.pair))
   server.listen(config.listen.port, config.listen.host)
   // No deadline on a whole request: a 5 GiB upload at 10 MiB/s takes over 8 minutes, more than
   // Node's 5-minute default. Each phase is bounded instead: headers (from the first byte of a
@@ -156,7 +170,7 @@ export async function startServer(
   })
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-  const url = `http://${host}:${address.port}`
+  const url = `${tls ? 'https' : 'http'}://${host}:${address.port}`
   logger.info('listening', { url, stores: [...stores.keys()], max_memory: config.cache.max_memory })
   let metrics: { server: Server; url: string } | undefined
   if (metricsHandle && config.metrics.listen) {
@@ -201,5 +215,18 @@ export async function startServer(
       await cache.close?.()
       logger.info('stopped')
     })())
-  return { url, server, metricsUrl: metrics?.url, readiness, close }
+  const reloadTls =
+    tls?.reload &&
+    (() => {
+      try {
+        const pair = tls.reload!()
+        ;(server as unknown as TlsServer).setSecureContext(pair)
+        logger.info('tls certificate reloaded; new connections use it', describeCertificate(pair))
+        return true
+      } catch (error) {
+        logger.error('tls reload failed; still serving the previous certificate', { err: error })
+        return false
+      }
+    })
+  return { url, server, metricsUrl: metrics?.url, readiness, reloadTls, close }
 }

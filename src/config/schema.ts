@@ -145,6 +145,19 @@ const shutdown = z
   })
   .strict()
 
+/** HTTPS: PEM files (reloaded on SIGHUP), or a self-signed certificate for development; unset: plain HTTP. */
+const tls = z
+  .object({
+    cert: optionalString,
+    key: optionalString,
+    self_signed: bool.default(false),
+  })
+  .strict()
+  .superRefine((value, ctx) => {
+    if (Boolean(value.cert) !== Boolean(value.key)) ctx.addIssue({ code: 'custom', message: 'set both tls.cert and tls.key, or neither', path: [value.cert ? 'key' : 'cert'] })
+    if (value.self_signed && value.cert) ctx.addIssue({ code: 'custom', message: 'self_signed generates its own certificate: remove tls.cert and tls.key, or self_signed', path: ['self_signed'] })
+  })
+
 /** Other stores holding the same keys, read when this one fails or lacks a key (see `with-fallback.ts`). */
 const fallback = z.preprocess(unset, z.array(z.string().min(1)).optional())
 
@@ -229,6 +242,7 @@ export const configSchema = z
   .object({
     listen,
     trust_proxy: trustProxy,
+    tls: z.preprocess((v) => v ?? {}, tls),
     auth,
     cache: z.preprocess((v) => v ?? {}, cache),
     sentry: z.preprocess((v) => v ?? {}, sentry),
