@@ -176,7 +176,7 @@ describe('tls', () => {
         https
           .get(`${running.url}/local/x.txt`, { rejectUnauthorized: false, headers: { Authorization: `Bearer ${BEARER}` } }, (res) => {
             res.resume()
-            resolve({ status: res.statusCode ?? 0, cn: (res.socket as TLSSocket).getPeerCertificate().subject?.CN })
+            resolve({ status: res.statusCode ?? 0, cn: (res.socket as TLSSocket).getPeerCertificate().subject?.CN as string | undefined })
           })
           .on('error', reject)
       })
