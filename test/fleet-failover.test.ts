@@ -44,6 +44,10 @@ class GatewayProcess {
     const child = spawn(NODE, [path.join(ROOT, 'src/main.ts'), '--config', 'env'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
     this.output = ''
+    // Never leave a gateway behind if the runner dies.
+    const killOnExit = () => child.kill('SIGKILL')
+    process.once('exit', killOnExit)
+    child.once('exit', () => process.removeListener('exit', killOnExit))
     const listening = new Promise<void>((resolve, reject) => {
       const onData = (d: Buffer) => {
         this.output += d

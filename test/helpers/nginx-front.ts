@@ -91,11 +91,18 @@ export async function startNginxFront(addresses: string[]): Promise<NginxFront> 
   await mkdir(path.join(dir, 'client_body'), { recursive: true })
   const port = await freePort()
   const conf = await writeNginxConf(dir, port, addresses)
-  const child: ChildProcess = spawn(NGINX, ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  // Its own process group, so the workers go with the master whatever happens.
+  const child: ChildProcess = spawn(NGINX, ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   let output = ''
   child.stdout!.on('data', (d: Buffer) => (output += d))
   child.stderr!.on('data', (d: Buffer) => (output += d))
-  const killOnExit = () => child.kill('SIGKILL')
+  const killOnExit = () => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
   process.once('exit', killOnExit)
   const url = `http://127.0.0.1:${port}`
   // nginx prints nothing when it is up: poll until it answers.
