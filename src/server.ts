@@ -14,6 +14,7 @@ import { Telemetry } from './metrics.ts'
 import { Readiness } from './readiness.ts'
 import { createStores, decorateStores, withFallbacks } from './stores/registry.ts'
 import type { Store } from './stores/types.ts'
+import { trackThroughput } from './throughput.ts'
 import { describeCertificate, tlsFromConfig } from './tls.ts'
 
 export interface RunningServer {
@@ -164,6 +165,8 @@ export async function startServer(
   // A connection on which nothing moves for 2 minutes (a stuck client) is cut.
   server.setTimeout(120_000)
   limitConnections(server, config.limits.max_connections, logger, telemetry)
+  const traffic = trackThroughput(server)
+  telemetry.attachThroughput(() => traffic.meter.rates())
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve)
     server.once('error', reject)
@@ -209,6 +212,7 @@ export async function startServer(
       await closed
       clearInterval(sweep)
       clearTimeout(cut)
+      traffic.stop()
       await metricsClosed
       accessLog?.flush()
       await Promise.all([...decorated.values()].map((s) => s.close?.().catch(() => {})))
