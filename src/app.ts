@@ -9,11 +9,12 @@ import type { Logger } from './log.ts'
 import { Telemetry } from './metrics.ts'
 import { createObjectService } from './objects/index.ts'
 import type { Store } from './stores/types.ts'
-import { type ObjectHooks, createDefaultFrontEnd, createObjectHandler, isObjectPath, splitTarget } from './http/object/index.ts'
+import { OBJECT_ROUTE, type ObjectHooks, createDefaultFrontEnd, createObjectHandler, isObjectPath, splitTarget } from './http/object/index.ts'
 import { announcesBody } from './http/unread-body.ts'
 import { UploadRateGuard } from './http/upload-rate.ts'
 import { createClientAddress } from './http/client-address.ts'
 import { Readiness } from './readiness.ts'
+import type { ReportError } from './sentry.ts'
 import { AccessLog, LineWriter } from './http/access-log.ts'
 
 export interface AppDeps {
@@ -25,7 +26,7 @@ export interface AppDeps {
   /** Current time in ms (injectable for tests). */
   now?: () => number
   /** Called with errors that reached no handler (Sentry hooks in here). */
-  reportError?: (error: unknown) => void
+  reportError?: ReportError
   /** Synchronous hooks on the object routes (CORS will install them). */
   objectHooks?: ObjectHooks
   /** Where access lines go (default: stdout); tests read them. */
@@ -110,7 +111,7 @@ export function createApp(deps: AppDeps) {
     app.notFound((c) => c.json({ error: 'not found' }, 404))
     app.onError((error, c) => {
       logger.error('unhandled error', { method: c.req.method, err: error })
-      deps.reportError?.(error)
+      deps.reportError?.(error, { method: c.req.method, route: c.req.routePath })
       return c.json({ error: 'internal error' }, 500)
     })
     return app
@@ -126,7 +127,7 @@ export function createApp(deps: AppDeps) {
   /** An error no handler answered (a bug): logged, reported, the connection cut. */
   function unhandled(outgoing: ServerResponse, error: unknown): void {
     logger.error('unhandled error', { err: error })
-    deps.reportError?.(error)
+    deps.reportError?.(error, { method: outgoing.req.method ?? 'GET', route: OBJECT_ROUTE })
     outgoing.destroy()
   }
 

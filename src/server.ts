@@ -14,6 +14,7 @@ import { Telemetry } from './metrics.ts'
 import { Readiness } from './readiness.ts'
 import { createStores, decorateStores, withFallbacks } from './stores/registry.ts'
 import type { Store } from './stores/types.ts'
+import { initSentry } from './sentry.ts'
 import { trackThroughput } from './throughput.ts'
 import { describeCertificate, tlsFromConfig } from './tls.ts'
 
@@ -37,18 +38,11 @@ export interface RunningServer {
   close(options?: { drain?: boolean }): Promise<void>
 }
 
+/** How long shutdown waits for Sentry to send what it holds. */
+const SENTRY_FLUSH_MS = 2_000
+
 /** While closing, how often connections that went idle (their last response done) are closed. */
 const IDLE_SWEEP_MS = 100
-
-/** Initialises Sentry only when a DSN is configured (the SDK is heavy to load). */
-async function initSentry(config: Config, logger: Logger): Promise<((error: unknown) => void) | undefined> {
-  const { dsn, environment, release, traces_sample_rate, debug } = config.sentry
-  if (!dsn) return undefined
-  const Sentry = await import('@sentry/node')
-  Sentry.init({ dsn, environment, release, tracesSampleRate: traces_sample_rate, debug })
-  logger.info('sentry enabled', { environment: environment ?? null })
-  return (error) => Sentry.captureException(error)
-}
 
 /**
  * The memory tier, with the disk tier under it when `cache.max_disk` > 0. A disk tier that
@@ -119,7 +113,8 @@ export async function startServer(
   options: { logger?: Logger; stores?: Map<string, Store>; objectHooks?: AppDeps['objectHooks']; accessLogWrite?: AppDeps['accessLogWrite'] } = {},
 ): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(levelFromEnv(config.log.level))
-  const reportError = await initSentry(config, logger)
+  const sentry = await initSentry(config, logger)
+  const reportError = sentry?.report
   // First: an unreadable or mismatched certificate stops start-up before any store is built.
   const tls = await tlsFromConfig(config.tls)
   const telemetry = new Telemetry({ defaultMetrics: true })
@@ -215,6 +210,7 @@ export async function startServer(
       traffic.stop()
       await metricsClosed
       accessLog?.flush()
+      await sentry?.flush(SENTRY_FLUSH_MS)
       await Promise.all([...decorated.values()].map((s) => s.close?.().catch(() => {})))
       await cache.close?.()
       logger.info('stopped')

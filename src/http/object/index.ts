@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Principal } from '../../auth/middleware.ts'
 import { MethodNotAllowedError, NotFoundError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
+import type { ReportError } from '../../sentry.ts'
 import type { Telemetry } from '../../metrics.ts'
 import type { ObjectService } from '../../objects/index.ts'
 import type { Store } from '../../stores/types.ts'
@@ -13,13 +14,14 @@ import type { FrontEnd, ObjectMethod } from './front-end.ts'
 import { handleGet } from './get.ts'
 import { handleHead, wantsPrefetch } from './head.ts'
 import { handlePut } from './put.ts'
-import { countWhenDone, createErrorResponder } from './respond.ts'
+import { OBJECT_ROUTE, countWhenDone, createErrorResponder } from './respond.ts'
 import type { ObjectTarget } from './target.ts'
 import type { ObjectContext, ObjectHooks } from './types.ts'
 
 export { type FrontEnd, type ObjectMethod, createDefaultFrontEnd, soleHeader } from './front-end.ts'
 export { type ObjectTarget, hasDotSegment, isObjectPath, parseObjectPath, splitTarget } from './target.ts'
 export type { HeaderSink, ObjectHooks } from './types.ts'
+export { OBJECT_ROUTE }
 
 const OBJECT_METHODS: readonly ObjectMethod[] = ['GET', 'HEAD', 'PUT']
 
@@ -35,7 +37,7 @@ export interface ObjectHandlerDeps {
   logger: Logger
   now?: () => number
   /** Errors that are no domain error (bugs): Sentry, when configured. */
-  reportError?: (error: unknown) => void
+  reportError?: ReportError
   /** Told who each authenticated request is (the access log, when on). */
   onAuthenticated?: (incoming: IncomingMessage, principal: Principal) => void
 }
