@@ -18,7 +18,7 @@ import { generateKeyPair } from '../src/auth/keys.ts'
 import { validateConfig } from '../src/config/load.ts'
 import { createLogger } from '../src/log.ts'
 import { startServer } from '../src/server.ts'
-import { BEARER, NODE, ROOT, cleanEnv, runCli, tempDir } from './helpers/gateway.ts'
+import { BEARER, NODE, ROOT, cleanEnv, runCli, spawnCli, tempDir } from './helpers/gateway.ts'
 
 const LISTENING = /"msg":"listening","url":"(https:\/\/[^"]+)"/
 
@@ -163,6 +163,25 @@ describe('tls', () => {
       assert.match(res.stderr, message)
       assert.ok(!res.stderr.includes('PRIVATE KEY') && !res.stderr.includes(' at '), 'no key material, no stack trace')
     }
+  })
+
+  it('development mode with --https serves the sample over HTTPS (self-signed); --https with --config is refused', async () => {
+    const cwd = await tempDir()
+    const server = await spawnCli(['--https', '--listen', '127.0.0.1:0'], /presigned URL \(1 h\):\s+(\S+)/, { cwd })
+    try {
+      const url = server.match[1]!
+      assert.match(url, /^https:\/\/127\.0\.0\.1:\d+\/local\/hello\.txt\?sig=/)
+      assert.match(server.output(), /curl -k -H/)
+      const status = await new Promise<number>((resolve, reject) => {
+        https.get(url, { rejectUnauthorized: false }, (res) => resolve(res.resume().statusCode ?? 0)).on('error', reject)
+      })
+      assert.equal(status, 200)
+    } finally {
+      await server.stop()
+    }
+    const refused = await runCli(['--https', '--config', 'whatever.yaml'])
+    assert.equal(refused.code, 2)
+    assert.match(refused.stderr, /--https is for development mode/)
   })
 
   it('tls.self_signed serves HTTPS with a generated certificate for localhost', async () => {
