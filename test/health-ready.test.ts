@@ -3,6 +3,8 @@
  * while requests are still answered (with `Connection: close`, so keep-alive clients move).
  */
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import net from 'node:net'
 import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { describe, it } from 'node:test'
@@ -35,6 +37,25 @@ describe('/health/ready', () => {
       await closing
     }
     await assert.rejects(rawRequest(gw.url, 'GET', '/health/ready'), /ECONNREFUSED/, 'closed once the drain is over')
+  })
+
+  it('a request still running when the grace time is over is cut, and close() ends', async () => {
+    const gw = await startGateway({ raw: { shutdown: { drain_seconds: 0, grace_seconds: 0.5 } } })
+    const { port } = new URL(gw.url)
+    const socket = net.connect(Number(port), '127.0.0.1')
+    socket.on('error', () => {})
+    await once(socket, 'connect')
+    // An upload that stalls: it would hold shutdown for the whole rate window (30 s).
+    // `Expect: 100-continue`: the interim answer shows the request is in the gateway's hands.
+    socket.write(`PUT /local/stalled.bin HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer ${BEARER}\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n`)
+    await once(socket, 'data')
+    socket.write('hello')
+    const started = performance.now()
+    const socketClosed = once(socket, 'close')
+    await gw.close({ drain: true })
+    const took = performance.now() - started
+    await socketClosed
+    assert.ok(took >= 450 && took < 5_000, `closed after the grace time (${Math.round(took)} ms)`)
   })
 
   it('the metrics listener serves it too', async () => {
