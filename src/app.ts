@@ -10,12 +10,15 @@ import { Telemetry } from './metrics.ts'
 import { type FreshnessPolicy, createObjectService, policyOf } from './objects/index.ts'
 import { ADMIN_PREFIX, createAdminAuth, createAdminHandler } from './http/admin/index.ts'
 import type { Store } from './stores/types.ts'
-import { type ObjectHooks, createDefaultFrontEnd, createObjectHandler, isObjectPath, splitTarget } from './http/object/index.ts'
+import { OBJECT_ROUTE, type ObjectHooks, createDefaultFrontEnd, createObjectHandler, isObjectPath, splitTarget } from './http/object/index.ts'
 import { withCors } from './http/cors/hooks.ts'
 import { announcesBody } from './http/unread-body.ts'
 import { UploadRateGuard } from './http/upload-rate.ts'
 import { createClientAddress } from './http/client-address.ts'
 import { createS3Handler, isSigV4Request } from './s3/handler.ts'
+import { Readiness } from './readiness.ts'
+import type { ReportError } from './sentry.ts'
+import { AccessLog, LineWriter } from './http/access-log.ts'
 
 export interface AppDeps {
   config: Config
@@ -26,9 +29,13 @@ export interface AppDeps {
   /** Current time in ms (injectable for tests). */
   now?: () => number
   /** Called with errors that reached no handler (Sentry hooks in here). */
-  reportError?: (error: unknown) => void
+  reportError?: ReportError
   /** Synchronous hooks on the object routes (the configured CORS hooks run after them). */
   objectHooks?: ObjectHooks
+  /** Where access lines go (default: stdout); tests read them. */
+  accessLogWrite?: (chunk: string) => void
+  /** Shutdown state (server.ts): `/health/ready` answers 503 and responses close their connection while draining. */
+  readiness?: Readiness
 }
 
 const INFO_METHODS = 'GET, HEAD'
@@ -41,6 +48,9 @@ function countAuth(authenticate: (request: AuthRequest) => Principal, telemetry:
     return principal
   }
 }
+
+/** The readiness probe; a store named `health` cannot serve a key `ready`. */
+const READY_PATH = '/health/ready'
 
 /**
  * Wires routes to their dependencies and returns the node:http request handler. Never
@@ -55,6 +65,7 @@ function countAuth(authenticate: (request: AuthRequest) => Principal, telemetry:
 export function createApp(deps: AppDeps) {
   const { config, stores, cache, logger } = deps
   const telemetry = deps.telemetry ?? new Telemetry()
+  const readiness = deps.readiness ?? new Readiness()
   const objects = createObjectService({
     cache,
     maxObjectSize: config.cache.max_object_size,
@@ -72,6 +83,9 @@ export function createApp(deps: AppDeps) {
   telemetry.attach({ tiers: () => cache.stats(), inflightFills: objects.inflightFills })
   const { limits } = config
   const clientAddress = createClientAddress(config.trust_proxy)
+  // Access lines are info records: a log level above info turns them off too (tests run silent).
+  const accessLog =
+    config.log.access && (logger.level === 'info' || logger.level === 'debug') ? new AccessLog({ writer: new LineWriter(deps.accessLogWrite), clientAddress }) : undefined
   const authenticate = createAuthenticator({
     publicKey: config.auth.public_key,
     previousPublicKeys: config.auth.previous_public_keys.filter((k): k is string => Boolean(k)),
@@ -98,6 +112,7 @@ export function createApp(deps: AppDeps) {
     logger,
     now: deps.now,
     reportError: deps.reportError,
+    onAuthenticated: accessLog && ((incoming, principal) => accessLog.authenticated(incoming, principal)),
   })
 
   // The S3 front end (issue 15), only with s3_api: without it nothing here looks for SigV4.
@@ -121,8 +136,10 @@ export function createApp(deps: AppDeps) {
   /** The operator endpoints; `/stats` and `/metrics` only where `withTelemetry`. */
   function operatorApp(withTelemetry: boolean): Hono {
     const app = new Hono()
-    const paths = withTelemetry ? ['/health', '/stats', '/metrics'] : ['/health']
+    const paths = withTelemetry ? ['/health', READY_PATH, '/stats', '/metrics'] : ['/health', READY_PATH]
     app.get('/health', (c) => c.json({ status: 'ok' }))
+    // For balancers: 503 from the moment a SIGTERM arrives, while requests are still served.
+    app.get(READY_PATH, (c) => (readiness.draining ? c.json({ status: 'draining' }, 503) : c.json({ status: 'ready' })))
     if (withTelemetry) {
       app.get('/stats', (c) => c.json(telemetry.snapshot()))
       app.get('/metrics', async (c) => c.body(await telemetry.registry.metrics(), 200, { 'Content-Type': telemetry.registry.contentType }))
@@ -133,7 +150,7 @@ export function createApp(deps: AppDeps) {
     app.notFound((c) => c.json({ error: 'not found' }, 404))
     app.onError((error, c) => {
       logger.error('unhandled error', { method: c.req.method, err: error })
-      deps.reportError?.(error)
+      deps.reportError?.(error, { method: c.req.method, route: c.req.routePath })
       return c.json({ error: 'internal error' }, 500)
     })
     return app
@@ -149,12 +166,15 @@ export function createApp(deps: AppDeps) {
   /** An error no handler answered (a bug): logged, reported, the connection cut. */
   function unhandled(outgoing: ServerResponse, error: unknown): void {
     logger.error('unhandled error', { err: error })
-    deps.reportError?.(error)
+    deps.reportError?.(error, { method: outgoing.req.method ?? 'GET', route: OBJECT_ROUTE })
     outgoing.destroy()
   }
 
   function handle(incoming: IncomingMessage, outgoing: ServerResponse): void {
     const { path, query } = splitTarget(incoming.url ?? '/')
+    // `/health/ready` has the shape of an object path (bucket "health"): the probe wins.
+    const object = isObjectPath(path) && path !== READY_PATH && !path.startsWith(ADMIN_PREFIX)
+    accessLog?.begin(incoming, outgoing, path, object)
     if (adminHandler && path.startsWith(ADMIN_PREFIX)) {
       outgoing.once('finish', () => telemetry.request(incoming.method ?? 'GET', outgoing.statusCode))
       adminHandler(incoming, outgoing, path).catch((error: unknown) => unhandled(outgoing, error))
@@ -162,13 +182,15 @@ export function createApp(deps: AppDeps) {
     }
     // SigV4-signed (one header prefix or one query key): S3's dialect, bucket-level paths included.
     if (s3Handler && isSigV4Request(incoming, query)) {
+      if (readiness.draining) outgoing.setHeader('Connection', 'close')
       s3Handler(incoming, outgoing, path, query).catch((error: unknown) => unhandled(outgoing, error))
       return
     }
-    const object = isObjectPath(path) && !path.startsWith(ADMIN_PREFIX)
     // Only an object PUT reads a body; any other body would be read and discarded by Node to
     // keep the connection alive, however long it is (see http/unread-body.ts).
     if (!(object && incoming.method === 'PUT') && announcesBody(incoming)) outgoing.setHeader('Connection', 'close')
+    // Draining: a keep-alive client is told to reconnect (to another node) after this answer.
+    else if (readiness.draining) outgoing.setHeader('Connection', 'close')
     if (object) {
       // No closure per request: a memory hit returns no promise, and only a promise needs one.
       try {
@@ -182,7 +204,7 @@ export function createApp(deps: AppDeps) {
     void honoListener(incoming, outgoing)
   }
 
-  return { app, handle, metricsHandle, telemetry, objects, clientAddress }
+  return { app, handle, metricsHandle, telemetry, objects, clientAddress, accessLog }
 }
 
 /** Each store's freshness: the global `cache` keys, overridden one by one by `stores.<id>.cache`. */

@@ -21,6 +21,7 @@ Runs the gateway.
   --config env    config from CACHEGATE_CONFIG (whole YAML) and/or CACHEGATE__SECTION__KEY variables
   --listen ADDR   override the listen address (host:port)
   (no --config)   development mode: serves ./data with freshly generated keys on 127.0.0.1:8080
+  --https         development mode only: HTTPS with a self-signed certificate (tls.self_signed)
 
 Other commands: keygen, sign, inspect, token, purge (each takes --help).`,
   keygen: `Usage: cachegate keygen --out FILE [--force]
@@ -73,7 +74,7 @@ const SAMPLE_KEY = 'hello.txt'
 const SAMPLE_BODY = 'Hello from cachegate! This file was served through a presigned link.\n'
 
 /** No config at all: serve ./data with fresh keys, loudly marked as development mode. */
-function devConfig(listen: string | undefined): { config: Config; bearer: string; privateKey: string } {
+function devConfig(listen: string | undefined, https: boolean): { config: Config; bearer: string; privateKey: string } {
   const keys = generateKeyPair()
   const bearer = randomBytes(24).toString('base64url')
   mkdirSync('data', { recursive: true })
@@ -86,6 +87,7 @@ function devConfig(listen: string | undefined): { config: Config; bearer: string
       stores: { local: { type: 'fs', root: './data' } },
       // Any page may use the development gateway (a front end on another port, e.g. Vite's).
       cors: { allowed_origins: ['*'] },
+      ...(https ? { tls: { self_signed: true } } : {}),
     },
     'development defaults',
   )
@@ -93,14 +95,15 @@ function devConfig(listen: string | undefined): { config: Config; bearer: string
 }
 
 async function serveCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, listen: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true })
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, listen: { type: 'string' }, https: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true })
   if (values.help) return void process.stdout.write(`${USAGE.serve}\n`)
+  if (values.https && values.config) throw new UsageError('--https is for development mode; with --config set tls.cert and tls.key (or tls.self_signed)')
   let dev: ReturnType<typeof devConfig> | undefined
   let config: Config
   if (values.config) {
     config = loadConfig(values.config, process.env, values.listen ? { listen: values.listen } : {})
   } else {
-    dev = devConfig(values.listen)
+    dev = devConfig(values.listen, values.https ?? false)
     config = dev.config
   }
   const logger = createLogger(levelFromEnv(config.log.level))
@@ -115,13 +118,26 @@ async function serveCommand(argv: string[]): Promise<void> {
       `\n  cachegate DEVELOPMENT MODE (not for production)\n` +
         `  serving ./data as bucket "local" on ${running.url}\n` +
         `  presigned URL (1 h):  ${url}\n` +
-        `  bearer token:         curl -H 'Authorization: Bearer ${dev.bearer}' ${running.url}/local/${SAMPLE_KEY}\n\n`,
+        `  bearer token:         curl ${values.https ? '-k ' : ''}-H 'Authorization: Bearer ${dev.bearer}' ${running.url}/local/${SAMPLE_KEY}\n\n`,
     )
   }
+  // SIGHUP re-reads tls.cert and tls.key (after a renewal); without them it keeps its default.
+  if (running.reloadTls) {
+    const reload = running.reloadTls
+    process.on('SIGHUP', () => void reload())
+  }
+  // SIGTERM (an orchestrator) drains first; SIGINT (Ctrl-C) skips the drain wait. A second
+  // signal of either kind exits at once.
+  let stopping = false
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
+    process.on(signal, () => {
+      if (stopping) {
+        logger.warn('second signal: exiting now', { signal })
+        process.exit(1)
+      }
+      stopping = true
       logger.info('shutting down', { signal })
-      void running.close().then(() => process.exit(0))
+      void running.close({ drain: signal === 'SIGTERM' }).then(() => process.exit(0))
     })
   }
 }
@@ -129,6 +145,7 @@ async function serveCommand(argv: string[]): Promise<void> {
 main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof ConfigError) fail(error.message, 1)
   if (error instanceof UsageError) fail(error.message, 2)
+  if ((error as Error).name === 'TlsError') fail((error as Error).message, 1)
   const code = (error as NodeJS.ErrnoException).code
   if (code?.startsWith('ERR_PARSE_ARGS')) fail(`${(error as Error).message} (see --help)`, 2)
   if (code === 'EADDRINUSE' || code === 'EACCES') fail(`cannot listen: ${code}`, 1)

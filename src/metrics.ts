@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { UpstreamErrorKind } from './errors.ts'
 import type { TierStats } from './cache/types.ts'
 import type { StoreHealthSnapshot } from './stores/store-health.ts'
+import type { ThroughputRates } from './throughput.ts'
 
 export type CacheResult = 'hit' | 'miss' | 'inflight'
 
@@ -20,6 +21,7 @@ export class Telemetry {
   #sources: TelemetrySources = { tiers: () => ({}), inflightFills: () => 0 }
   /** Stores read through a fallback group (see `with-fallback.ts`), by id. */
   #storeHealth: () => ReadonlyMap<string, StoreHealthSnapshot> = () => new Map()
+  #throughput: (() => ThroughputRates) | undefined
   readonly #totals = { authFailures: 0, upstreamOk: 0, upstreamErrors: 0, diskErrors: 0 }
 
   /**
@@ -118,6 +120,11 @@ export class Telemetry {
   /** The health of the stores read through fallback groups, read at scrape time. */
   attachStoreHealth(source: () => ReadonlyMap<string, StoreHealthSnapshot>): void {
     this.#storeHealth = source
+  }
+
+  /** The public listener's bytes per second (server.ts), shown in `/stats` as `throughput`. */
+  attachThroughput(source: () => ThroughputRates): void {
+    this.#throughput = source
   }
 
   attach(sources: TelemetrySources): void {
@@ -244,6 +251,7 @@ export class Telemetry {
     return {
       uptime_seconds: Math.round((Date.now() - this.#started) / 1000),
       requests: total(this.#requestCounts),
+      throughput: this.#throughput?.() ?? null,
       auth_failures: t.authFailures,
       cache: { hits: total(this.#cacheCounts, 'hit'), misses: total(this.#cacheCounts, 'miss'), inflight_joins: total(this.#cacheCounts, 'inflight'), tiers, inflight_fills: this.#sources.inflightFills(), disk_errors: t.diskErrors },
       upstream: {

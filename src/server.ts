@@ -1,5 +1,8 @@
 import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { type RequestListener, type Server, createServer } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { Server as TlsServer } from 'node:tls'
 import { type AppDeps, createApp } from './app.ts'
 import { openDiskCache } from './cache/disk/index.ts'
 import { createHybridCache } from './cache/hybrid.ts'
@@ -8,8 +11,12 @@ import type { Cache } from './cache/types.ts'
 import type { Config } from './config/schema.ts'
 import { type Logger, createLogger, levelFromEnv } from './log.ts'
 import { Telemetry } from './metrics.ts'
+import { Readiness } from './readiness.ts'
 import { createStores, decorateStores, withFallbacks } from './stores/registry.ts'
 import type { Store } from './stores/types.ts'
+import { initSentry } from './sentry.ts'
+import { trackThroughput } from './throughput.ts'
+import { describeCertificate, tlsFromConfig } from './tls.ts'
 
 export interface RunningServer {
   url: string
@@ -18,21 +25,26 @@ export interface RunningServer {
   metricsUrl?: string
   /** Background revalidations and verify checks in flight have ended (tests). */
   settled(): Promise<void>
-  close(): Promise<void>
+  /**
+   * With `tls.cert`/`tls.key`: reads the pair again and serves it to new connections (SIGHUP);
+   * open connections keep theirs. A pair that does not load is logged and the old one kept.
+   */
+  reloadTls?: () => boolean
+  /** `/health/ready` and the draining state (tests and main.ts look at it). */
+  readiness: Readiness
+  /**
+   * Stops the gateway. With `drain` (SIGTERM) it first answers not-ready for
+   * `shutdown.drain_seconds`, still serving, so balancers move traffic away; then it stops
+   * accepting and gives in-flight requests `shutdown.grace_seconds` before cutting them.
+   */
+  close(options?: { drain?: boolean }): Promise<void>
 }
 
-/** Lets in-flight requests finish for this long on shutdown, then cuts them. */
-const SHUTDOWN_GRACE_MS = 10_000
+/** How long shutdown waits for Sentry to send what it holds. */
+const SENTRY_FLUSH_MS = 2_000
 
-/** Initialises Sentry only when a DSN is configured (the SDK is heavy to load). */
-async function initSentry(config: Config, logger: Logger): Promise<((error: unknown) => void) | undefined> {
-  const { dsn, environment, release, traces_sample_rate, debug } = config.sentry
-  if (!dsn) return undefined
-  const Sentry = await import('@sentry/node')
-  Sentry.init({ dsn, environment, release, tracesSampleRate: traces_sample_rate, debug })
-  logger.info('sentry enabled', { environment: environment ?? null })
-  return (error) => Sentry.captureException(error)
-}
+/** While closing, how often connections that went idle (their last response done) are closed. */
+const IDLE_SWEEP_MS = 100
 
 /**
  * The memory tier, with the disk tier under it when `cache.max_disk` > 0. A disk tier that
@@ -100,10 +112,13 @@ async function listenMetrics(handle: RequestListener, address: { host: string; p
  */
 export async function startServer(
   config: Config,
-  options: { logger?: Logger; stores?: Map<string, Store>; objectHooks?: AppDeps['objectHooks']; /** Clock for the cache's ages (tests). */ now?: () => number } = {},
+  options: { logger?: Logger; stores?: Map<string, Store>; objectHooks?: AppDeps['objectHooks']; accessLogWrite?: AppDeps['accessLogWrite']; /** Clock for the cache's ages (tests). */ now?: () => number } = {},
 ): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(levelFromEnv(config.log.level))
-  const reportError = await initSentry(config, logger)
+  const sentry = await initSentry(config, logger)
+  const reportError = sentry?.report
+  // First: an unreadable or mismatched certificate stops start-up before any store is built.
+  const tls = await tlsFromConfig(config.tls)
   const telemetry = new Telemetry({ defaultMetrics: true })
   // Every store call gets the upstream deadline, hedging and is counted: composed once, here.
   const { timeout_seconds, hedge_quantile, hedge_min_samples, hedge_max_ratio } = config.upstream
@@ -113,10 +128,26 @@ export async function startServer(
   const { stores, health } = withFallbacks(decorated, config.stores)
   telemetry.attachStoreHealth(() => new Map([...health].map(([id, h]) => [id, h.snapshot()])))
   const cache = await createCache(config, logger, telemetry, options.now)
-  const { handle, metricsHandle, objects } = createApp({ config, stores, cache, logger, telemetry, reportError, objectHooks: options.objectHooks, now: options.now })
+  const readiness = new Readiness()
+  const { handle, metricsHandle, accessLog, objects } = createApp({
+    config,
+    stores,
+    cache,
+    logger,
+    telemetry,
+    reportError,
+    objectHooks: options.objectHooks,
+    readiness,
+    accessLogWrite: options.accessLogWrite,
+    now: options.now,
+  })
 
   // Node enforces headersTimeout when it sweeps its connections: every 5 s, not every 30 s.
-  const server: Server = createServer({ connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS }, handle)
+  // An https.Server is an http.Server in all that is used here (timeouts, close*Connections).
+  const server: Server = tls
+    ? (createHttpsServer({ ...tls.pair, connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS }, handle) as unknown as Server)
+    : createServer({ connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS }, handle)
+  if (config.tls.self_signed) logger.warn('tls.self_signed: serving a freshly generated self-signed certificate; for development only', describeCertificate(tls!.pair))
   server.listen(config.listen.port, config.listen.host)
   // No deadline on a whole request: a 5 GiB upload at 10 MiB/s takes over 8 minutes, more than
   // Node's 5-minute default. Each phase is bounded instead: headers (from the first byte of a
@@ -132,13 +163,15 @@ export async function startServer(
   // A connection on which nothing moves for 2 minutes (a stuck client) is cut.
   server.setTimeout(120_000)
   limitConnections(server, config.limits.max_connections, logger, telemetry)
+  const traffic = trackThroughput(server)
+  telemetry.attachThroughput(() => traffic.meter.rates())
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve)
     server.once('error', reject)
   })
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-  const url = `http://${host}:${address.port}`
+  const url = `${tls ? 'https' : 'http'}://${host}:${address.port}`
   logger.info('listening', { url, stores: [...stores.keys()], max_memory: config.cache.max_memory })
   let metrics: { server: Server; url: string } | undefined
   if (metricsHandle && config.metrics.listen) {
@@ -151,22 +184,53 @@ export async function startServer(
     logger.info('metrics listening', { url: metrics.url })
   }
 
+  const { drain_seconds: drainSeconds, grace_seconds: graceSeconds } = config.shutdown
   let closing: Promise<void> | undefined
-  const close = () =>
+  const close = ({ drain = false }: { drain?: boolean } = {}) =>
     (closing ??= (async () => {
+      readiness.drain()
+      if (drain && drainSeconds > 0) {
+        logger.info('draining: not ready, still serving', { drain_seconds: drainSeconds })
+        await sleep(drainSeconds * 1000)
+      }
       // Nothing on the metrics listener is worth waiting for: a cut scrape is retried.
       const metricsClosed = metrics && new Promise<void>((resolve) => metrics.server.close(() => resolve()))
       metrics?.server.closeAllConnections()
-      const timer = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS)
-      timer.unref()
-      server.closeIdleConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-      clearTimeout(timer)
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      logger.info('stopped accepting; finishing in-flight requests', { grace_seconds: graceSeconds })
+      // server.close() closes the connections idle now; one whose response ends later would
+      // wait out keepAliveTimeout, so idle ones are swept until the last is gone.
+      const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS)
+      const cut = setTimeout(() => {
+        logger.warn('grace time over; cutting the remaining connections', { grace_seconds: graceSeconds })
+        server.closeAllConnections()
+      }, graceSeconds * 1000)
+      sweep.unref()
+      cut.unref()
+      await closed
+      clearInterval(sweep)
+      clearTimeout(cut)
+      traffic.stop()
       await metricsClosed
       await objects.settled()
+      accessLog?.flush()
+      await sentry?.flush(SENTRY_FLUSH_MS)
       await Promise.all([...decorated.values()].map((s) => s.close?.().catch(() => {})))
       await cache.close?.()
       logger.info('stopped')
     })())
-  return { url, server, metricsUrl: metrics?.url, settled: () => objects.settled(), close }
+  const reloadTls =
+    tls?.reload &&
+    (() => {
+      try {
+        const pair = tls.reload!()
+        ;(server as unknown as TlsServer).setSecureContext(pair)
+        logger.info('tls certificate reloaded; new connections use it', describeCertificate(pair))
+        return true
+      } catch (error) {
+        logger.error('tls reload failed; still serving the previous certificate', { err: error })
+        return false
+      }
+    })
+  return { url, server, metricsUrl: metrics?.url, readiness, reloadTls, settled: () => objects.settled(), close }
 }

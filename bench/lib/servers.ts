@@ -123,6 +123,10 @@ export interface NginxOptions {
   upstream: string
   /** A second upstream for `/counted/...` (the counting proxy), path passed on unchanged. */
   countedUpstream: string
+  /** worker_processes (default 1). */
+  workers?: number
+  /** `taskset -c` core list (default the server core). */
+  core?: string
 }
 
 /**
@@ -138,7 +142,7 @@ export async function startNginx(options: NginxOptions): Promise<Server> {
   const counted = new URL(options.countedUpstream)
   const user = process.getuid?.() === 0 ? 'user root;' : ''
   const conf = `${user}
-worker_processes 1;
+worker_processes ${options.workers ?? 1};
 pid ${dir}/nginx.pid;
 error_log ${dir}/logs/error.log warn;
 events { worker_connections 4096; }
@@ -186,7 +190,7 @@ http {
 `
   const confFile = path.join(dir, 'nginx.conf')
   await writeFile(confFile, conf)
-  const child = startChild('nginx', binary, ['-p', dir, '-e', path.join(dir, 'logs/error.log'), '-c', confFile, '-g', 'daemon off;'])
+  const child = startChild('nginx', binary, ['-p', dir, '-e', path.join(dir, 'logs/error.log'), '-c', confFile, '-g', 'daemon off;'], { core: options.core })
   const url = `http://127.0.0.1:${port}`
   // nginx prints nothing when it starts: poll until it answers.
   const deadline = Date.now() + 10_000

@@ -125,6 +125,27 @@ const limits = z
   })
   .strict()
 
+/** SIGTERM: not ready for `drain_seconds` (balancers notice), then in-flight requests get `grace_seconds`. */
+const shutdown = z
+  .object({
+    drain_seconds: number.pipe(z.number().min(0).max(3600)).default(5),
+    grace_seconds: number.pipe(z.number().min(0).max(3600)).default(30),
+  })
+  .strict()
+
+/** HTTPS: PEM files (reloaded on SIGHUP), or a self-signed certificate for development; unset: plain HTTP. */
+const tls = z
+  .object({
+    cert: optionalString,
+    key: optionalString,
+    self_signed: bool.default(false),
+  })
+  .strict()
+  .superRefine((value, ctx) => {
+    if (Boolean(value.cert) !== Boolean(value.key)) ctx.addIssue({ code: 'custom', message: 'set both tls.cert and tls.key, or neither', path: [value.cert ? 'key' : 'cert'] })
+    if (value.self_signed && value.cert) ctx.addIssue({ code: 'custom', message: 'self_signed generates its own certificate: remove tls.cert and tls.key, or self_signed', path: ['self_signed'] })
+  })
+
 /** Addresses or CIDRs of the balancers in front: their `X-Forwarded-For` names the client. */
 const trustProxy = z.preprocess(
   (value) => (typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : (unset(value) ?? [])),
@@ -142,10 +163,21 @@ export const configSchema = z
   .object({
     listen,
     trust_proxy: trustProxy,
+    tls: z.preprocess((v) => v ?? {}, tls),
     auth,
     cache: z.preprocess((v) => v ?? {}, cache),
     sentry: z.preprocess((v) => v ?? {}, sentry),
-    log: z.preprocess((v) => v ?? {}, z.object({ level: z.preprocess(unset, z.enum(LOG_LEVELS).default('info')) }).strict()),
+    log: z.preprocess(
+      (v) => v ?? {},
+      z
+        .object({
+          level: z.preprocess(unset, z.enum(LOG_LEVELS).default('info')),
+          /** One JSON line per request (src/http/access-log.ts); false installs nothing. */
+          access: bool.default(true),
+        })
+        .strict(),
+    ),
+    shutdown: z.preprocess((v) => v ?? {}, shutdown),
     upstream: z.preprocess(
       (v) => v ?? {},
       z

@@ -119,7 +119,8 @@ export async function spawnCli(args: string[], pattern: RegExp, options: { env?:
     async stop() {
       child.removeAllListeners('exit')
       if (child.exitCode !== null) return
-      child.kill('SIGTERM')
+      // SIGINT: shut down without the SIGTERM drain wait (shutdown.drain_seconds).
+      child.kill('SIGINT')
       await once(child, 'exit')
     },
   }

@@ -3,8 +3,10 @@
  * (get.ts, head.ts, put.ts); every failure goes through one error path (respond.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Principal } from '../../auth/middleware.ts'
 import { MethodNotAllowedError, NotFoundError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
+import type { ReportError } from '../../sentry.ts'
 import type { Telemetry } from '../../metrics.ts'
 import type { ObjectService } from '../../objects/index.ts'
 import type { Store } from '../../stores/types.ts'
@@ -12,13 +14,14 @@ import type { FrontEnd, ObjectMethod } from './front-end.ts'
 import { handleGet } from './get.ts'
 import { handleHead, wantsPrefetch } from './head.ts'
 import { handlePut } from './put.ts'
-import { countWhenDone, createErrorResponder } from './respond.ts'
+import { OBJECT_ROUTE, countWhenDone, createErrorResponder } from './respond.ts'
 import type { ObjectTarget } from './target.ts'
 import type { ObjectContext, ObjectHooks } from './types.ts'
 
 export { type FrontEnd, type ObjectMethod, createDefaultFrontEnd, soleHeader } from './front-end.ts'
 export { type ObjectTarget, hasDotSegment, isObjectPath, parseObjectPath, splitTarget } from './target.ts'
 export type { HeaderSink, ObjectHooks } from './types.ts'
+export { OBJECT_ROUTE }
 
 const OBJECT_METHODS: readonly ObjectMethod[] = ['GET', 'HEAD', 'PUT']
 
@@ -34,7 +37,9 @@ export interface ObjectHandlerDeps {
   logger: Logger
   now?: () => number
   /** Errors that are no domain error (bugs): Sentry, when configured. */
-  reportError?: (error: unknown) => void
+  reportError?: ReportError
+  /** Told who each authenticated request is (the access log, when on). */
+  onAuthenticated?: (incoming: IncomingMessage, principal: Principal) => void
 }
 
 /** Handles one object request; a promise only when the response needs I/O first. `path` and `query` are raw (`splitTarget`). */
@@ -53,7 +58,7 @@ const isObjectMethod = (method: string): method is ObjectMethod => method === 'G
  * if (isObjectPath(path)) handle(incoming, outgoing, path, query)?.catch(destroy)
  */
 export function createObjectHandler(deps: ObjectHandlerDeps): ObjectHandler {
-  const { stores, frontEnd, telemetry } = deps
+  const { stores, frontEnd, telemetry, onAuthenticated } = deps
   const beforeAuth = deps.hooks?.beforeAuth
   const decorate = deps.hooks?.decorate
   const ctx: ObjectContext = { objects: deps.objects, logger: deps.logger, now: deps.now ?? Date.now, watchUpload: deps.watchUpload }
@@ -95,6 +100,7 @@ export function createObjectHandler(deps: ObjectHandlerDeps): ObjectHandler {
     if (!isObjectMethod(method)) throw new MethodNotAllowedError(OBJECT_METHODS)
     const params = query === '' ? undefined : new URLSearchParams(query)
     const principal = frontEnd.authenticate(incoming, method, target, params)
+    onAuthenticated?.(incoming, principal)
     const store = stores.get(target.bucket)
     if (!store) throw new NotFoundError(`no bucket "${target.bucket}"`)
     frontEnd.admit?.(path, target)

@@ -5,10 +5,14 @@
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import { AuthError, AuthRateLimitedError, ForbiddenError } from '../../errors.ts'
 import type { Logger } from '../../log.ts'
+import type { ReportError } from '../../sentry.ts'
 import type { Telemetry } from '../../metrics.ts'
 import { toHttpError } from '../errors.ts'
 import { closeIfBodyUnread } from '../unread-body.ts'
 import type { FrontEnd } from './front-end.ts'
+
+/** The object routes' pattern, as reported to Sentry (never the path itself: keys may be private). */
+export const OBJECT_ROUTE = '/:bucket_id/*path'
 
 /** Writes a small JSON response (Node drops the body itself when the request was HEAD). */
 export function sendJson(outgoing: ServerResponse, status: number, body: unknown, headers?: OutgoingHttpHeaders): void {
@@ -28,7 +32,7 @@ export interface ErrorResponderOptions {
   telemetry: Telemetry
   logger: Logger
   /** Errors that are no domain error (bugs): Sentry, when configured. */
-  reportError?: (error: unknown) => void
+  reportError?: ReportError
 }
 
 /** The error response for a failed request, or, once its headers went out, a cut connection. */
@@ -49,7 +53,7 @@ export function createErrorResponder(options: ErrorResponderOptions): FailReques
     if (error instanceof AuthRateLimitedError) telemetry.authFailure('rate limited')
     const mapped = toHttpError(error)
     if (mapped.status >= 500) logger.warn('request failed', { method, status: mapped.status, err: error })
-    if (mapped.status === 500) reportError?.(error)
+    if (mapped.status === 500) reportError?.(error, { method, route: OBJECT_ROUTE })
     if (outgoing.headersSent) {
       outgoing.destroy()
       return
