@@ -31,6 +31,7 @@ const { values: flags } = parseArgs({
     'no-write': { type: 'boolean', default: false },
     'gateway-root': { type: 'string' },
     revalidate: { type: 'boolean', default: false },
+    'baseline-root': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 })
@@ -41,6 +42,8 @@ if (flags.help) {
   --gateway-root DIR   run the gateways from another checkout (measure a patch; implies --no-write)
   --revalidate         also run ${OPTIONAL_WORKLOADS.join(', ')}: hits with revalidate_after on vs off
                        (a second memory-tier gateway; these run only with this flag or when named in --only)
+  --baseline-root DIR  also run hit-4k-ab, hit-1m-ab: this checkout's gateway against one started from DIR
+                       (the code before a change), same config, side by side in one run
 `)
   process.exit(0)
 }
@@ -57,8 +60,10 @@ const connections = positive(flags.connections, 32, 'connections')
 const coldReps = positive(flags['cold-reps'], flags.quick ? 2 : 5, 'cold-reps')
 const only = flags.only ? new Set(flags.only.split(',')) : undefined
 for (const id of only ?? []) if (!WORKLOAD_IDS.includes(id)) throw new Error(`--only: unknown workload ${id} (${WORKLOAD_IDS.join(', ')})`)
-const wanted = (id: string) => (only ? only.has(id) : !OPTIONAL_WORKLOADS.includes(id) || flags.revalidate)
-const revalidate = flags.revalidate || OPTIONAL_WORKLOADS.some((id) => only?.has(id))
+const AB_WORKLOADS = ['hit-4k-ab', 'hit-1m-ab']
+const wanted = (id: string) => (only ? only.has(id) : !OPTIONAL_WORKLOADS.includes(id) || (AB_WORKLOADS.includes(id) ? flags['baseline-root'] !== undefined : flags.revalidate))
+const revalidate = flags.revalidate || ['hit-4k-reval', 'hit-1m-reval'].some((id) => only?.has(id))
+const baselineRoot = flags['baseline-root'] ? path.resolve(flags['baseline-root']) : undefined
 
 const log = (line: string) => process.stderr.write(`${line}\n`)
 
@@ -66,7 +71,7 @@ async function main(): Promise<void> {
   const started = new Date()
   const loadAtStart = loadAverage()
   const root = flags['gateway-root'] ? path.resolve(flags['gateway-root']) : undefined
-  const env = await startEnv({ cold: wanted('cold'), root, revalidate })
+  const env = await startEnv({ cold: wanted('cold'), root, revalidate, baselineRoot })
   let results: WorkloadResult[] = []
   let cold: ColdRep[] = []
   let coalesced: CoalesceRound[] = []
@@ -144,7 +149,7 @@ npm run bench${argv ? ` -- ${argv}` : ''}
 \`\`\`
 `
   process.stdout.write(markdown)
-  if (!flags['no-write'] && !root) {
+  if (!flags['no-write'] && !root && !baselineRoot) {
     await writeSection(path.join(ROOT, 'bench/RESULTS.md'), 'run', markdown, RESULTS_PREAMBLE)
     log('\nbench: wrote bench/RESULTS.md (section "run")')
   }

@@ -50,6 +50,11 @@ export interface BenchEnv {
    * stale (issue 13's "the check costs under 5% of a hit"). Only with `startEnv({ revalidate })`.
    */
   gatewayReval?: GatewayServer
+  /**
+   * `gateway`'s config run from another checkout (`--baseline-root`): this code against the
+   * code before it, side by side in one run. Only with `startEnv({ baselineRoot })`.
+   */
+  gatewayBase?: GatewayServer
   /** Undefined when the gateway has no disk tier (yet); `diskNote` says why. */
   gatewayDisk?: GatewayServer
   diskNote: string
@@ -95,7 +100,7 @@ function gatewayConfig(s3: S3rverServer, proxy: CountingProxy, keys: { public_ke
 }
 
 /** `root`: run the gateways from another checkout (to measure a patch); default this one. */
-export async function startEnv(options: { cold: boolean; root?: string; revalidate?: boolean }): Promise<BenchEnv> {
+export async function startEnv(options: { cold: boolean; root?: string; revalidate?: boolean; baselineRoot?: string }): Promise<BenchEnv> {
   pinSelf()
   const tools = ensureTools()
   const dir = await mkdtemp(path.join(tmpdir(), 'cachegate-bench-'))
@@ -132,6 +137,9 @@ export async function startEnv(options: { cold: boolean; root?: string; revalida
     const gatewayReval = options.revalidate
       ? await startGateway('gateway-reval', path.join(dir, 'gateway-reval'), gatewayConfig(s3, proxy, keys, { max_memory: '3GiB', max_object_size: '512MiB', revalidate_after: '7d' }), [], options.root)
       : undefined
+    const gatewayBase = options.baselineRoot
+      ? await startGateway('gateway-base', path.join(dir, 'gateway-base'), gatewayConfig(s3, proxy, keys, { max_memory: '3GiB', max_object_size: '512MiB' }), [], options.baselineRoot)
+      : undefined
     const gatewayDefaults = await startGateway('gateway-defaults', path.join(dir, 'gateway-defaults'), gatewayConfig(s3, proxy, keys, {}), [], options.root)
     let gatewayDisk: GatewayServer | undefined
     let diskNote = ''
@@ -167,6 +175,7 @@ export async function startEnv(options: { cold: boolean; root?: string; revalida
       keys,
       gateway,
       gatewayReval,
+      gatewayBase,
       gatewayDefaults,
       gatewayDisk,
       diskNote,

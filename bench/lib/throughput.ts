@@ -208,13 +208,28 @@ function revalidateWorkload(env: BenchEnv, id: string, title: string, key: strin
   return { id, title, dynamic: false, targets, skipped, comparisons: [{ subject: 'gateway-reval', baseline: 'gateway', min: 0.95, goal: '≥ 0.95× with revalidate_after off (the check costs < 5%)' }] }
 }
 
-/** Workloads run only when asked for (`--revalidate`, or named in `--only`). */
-export const OPTIONAL_WORKLOADS = ['hit-4k-reval', 'hit-1m-reval']
+/**
+ * This checkout against another (`--baseline-root`, the code before a change): the same object
+ * from two gateways with the same config, interleaved in one run, so a shared, noisy machine
+ * moves both alike.
+ */
+function baselineWorkload(env: BenchEnv, id: string, title: string, key: string, size: number): Workload {
+  const targets = [gatewayTarget('gateway', 'gateway (this checkout)', env.gateway, key, size)]
+  const skipped: Workload['skipped'] = []
+  if (env.gatewayBase) targets.push(gatewayTarget('gateway-base', 'gateway (--baseline-root)', env.gatewayBase, key, size))
+  else skipped.push({ id: 'gateway-base', label: 'gateway (--baseline-root)', reason: 'not started (run with --baseline-root DIR)' })
+  return { id, title, dynamic: false, targets, skipped, comparisons: [{ subject: 'gateway', baseline: 'gateway-base', goal: 'this checkout vs --baseline-root (same config)' }] }
+}
+
+/** Workloads run only when asked for (`--revalidate`, `--baseline-root`, or named in `--only`). */
+export const OPTIONAL_WORKLOADS = ['hit-4k-reval', 'hit-1m-reval', 'hit-4k-ab', 'hit-1m-ab']
 
 export function workloads(env: BenchEnv): Workload[] {
   return [
     revalidateWorkload(env, 'hit-4k-reval', '4 KiB memory hit: revalidate_after on vs off', HOT['4k'], 4 * KiB),
     revalidateWorkload(env, 'hit-1m-reval', '1 MiB memory hit: revalidate_after on vs off', HOT['1m'], 1024 * KiB),
+    baselineWorkload(env, 'hit-4k-ab', '4 KiB memory hit: this checkout vs --baseline-root', HOT['4k'], 4 * KiB),
+    baselineWorkload(env, 'hit-1m-ab', '1 MiB memory hit: this checkout vs --baseline-root', HOT['1m'], 1024 * KiB),
     hitWorkload(env, 'hit-4k', '4 KiB memory hit', HOT['4k'], 4 * KiB, [
       { subject: 'gateway', baseline: 'raw', min: 0.85, goal: '≥ 0.85× raw node:http' },
       { subject: 'nginx', baseline: 'raw', goal: 'nginx vs raw node:http (context)' },
