@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import { describe, it } from 'node:test'
 import { createClientAddress, normalizeAddress, parseTrustedProxies } from '../src/http/client-address.ts'
+import { presign } from '../src/auth/presign.ts'
 import { validateConfig } from '../src/config/load.ts'
 import { BEARER, startGateway } from './helpers/gateway.ts'
 
@@ -37,7 +38,13 @@ describe('client address behind trust_proxy', () => {
     assert.equal(of(request('10.1.1.1', 'not-an-ip')), '10.1.1.1')
     assert.equal(of(request('10.1.1.1', '198.51.100.1, junk, 10.2.2.2')), '10.2.2.2', 'stops at the first entry that is no address')
     assert.equal(of(request('10.1.1.1', '10.3.3.3, 10.2.2.2')), '10.3.3.3', 'all trusted: the left-most')
-    assert.equal(of(request('10.1.1.1', `${'1.1.1.1,'.repeat(600)}198.51.100.1`)), '10.1.1.1', 'an oversized header is not parsed')
+    // A client can make the header as long as it likes: only its right end, where our hops
+    // wrote, is read. (Falling back to the balancer's own address let a client pass as it:
+    // a v2 link bound to the balancers' network, say, then held from anywhere.)
+    assert.equal(of(request('10.1.1.1', `${'1.1.1.1,'.repeat(600)}198.51.100.1`)), '198.51.100.1', 'an oversized header: its right end is read')
+    assert.equal(of(request('10.1.1.1', `${'x'.repeat(5000)}, 198.51.100.1, 10.2.2.2`)), '198.51.100.1', 'one oversized entry on the left is never read')
+    assert.equal(of(request('10.1.1.1', `198.51.100.1, ${'10.2.2.2, '.repeat(600)}10.2.2.2`)), '10.2.2.2', 'all trusted as far as read: the left-most read')
+    assert.equal(of(request('10.1.1.1', `${'1'.repeat(5000)}`)), '10.1.1.1', 'an oversized last entry is no address: the balancer')
   })
 
   it('parses addresses and CIDRs and names the bad entry', () => {
@@ -62,6 +69,22 @@ describe('client address behind trust_proxy', () => {
     assert.deepEqual(validateConfig({ ...base, trust_proxy: '10.0.0.1, 10.0.0.2' }).trust_proxy, ['10.0.0.1', '10.0.0.2'])
     assert.deepEqual(validateConfig(base).trust_proxy, [])
     assert.throws(() => validateConfig({ ...base, trust_proxy: ['10.0.0.0/8', 'nginx'] }), /trust_proxy\.1: "nginx" is not an IP address or CIDR/)
+  })
+
+  it('a link bound to the balancers\' network is not usable from outside by sending a long X-Forwarded-For', async () => {
+    // Loopback is the balancer; the link is for clients on loopback only.
+    const gateway = await startGateway({ raw: { trust_proxy: ['127.0.0.1'] } })
+    try {
+      await fetch(`${gateway.url}/local/inside.txt`, { method: 'PUT', body: 'inside', headers: { authorization: `Bearer ${BEARER}` } })
+      const url = presign({ baseUrl: gateway.url, bucket: 'local', path: 'inside.txt', ip: '127.0.0.0/8', privateKey: gateway.keys.private_key })
+      const from = (forwarded: string) => fetch(url, { headers: { 'x-forwarded-for': forwarded } }).then((r) => r.status)
+      assert.equal(await from('127.0.0.9'), 200)
+      assert.equal(await from('198.51.100.1'), 403)
+      // The outside client puts 5 KB in front of what the balancer appends (its address).
+      assert.equal(await from(`${'x'.repeat(5000)}, 198.51.100.1`), 403)
+    } finally {
+      await gateway.close()
+    }
   })
 
   it('keys the failed-auth limiter by the forwarded client behind a trusted proxy', async () => {

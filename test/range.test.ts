@@ -8,6 +8,7 @@ import {
   resolveRanges,
   unsatisfiedRange,
 } from '../src/http/range.ts'
+import { evaluateIfRange, evaluatePreconditions, parseHttpDate } from '../src/http/conditional.ts'
 import type { ByteRange } from '../src/stores/types.ts'
 
 /** `'full'` → 200, `416` → unsatisfiable, `[[a, b], ...]` → 206 with these ranges. */
@@ -215,5 +216,28 @@ describe('multipart/byteranges', () => {
     assert.throws(() => multipartParts(ranges, 1, 'text/plain', ''), TypeError)
     assert.throws(() => multipartParts(ranges, 1, 'text/plain', 'a b'), TypeError)
     assert.throws(() => multipartParts(ranges, 1, 'text/plain', 'x'.repeat(71)), TypeError)
+  })
+})
+
+describe('header values are trimmed in linear time', () => {
+  // `/^[ \t]+|[ \t]+$/g` tried the second branch at every blank of a run: a 16 KiB Range or
+  // If-None-Match (Node's header limit) held the event loop ~0.4 s, for anyone holding a link.
+  test('a long run of blanks inside a Range, If-Match, If-None-Match, If-Range or date value', () => {
+    const blanks = ' \t'.repeat(32 * 1024)
+    const current = { etag: '"v1"', lastModified: new Date(0) }
+    const cases: [string, () => unknown][] = [
+      ['Range', () => parseRange(`bytes=0-1,${blanks}x`)],
+      ['Range unit', () => parseRange(`by${blanks}tes=0-1`)],
+      ['If-None-Match', () => evaluatePreconditions('GET', { ifNoneMatch: `"a"${blanks}x` }, current)],
+      ['If-Match', () => evaluatePreconditions('GET', { ifMatch: `"a"${blanks}x` }, current)],
+      ['If-Range', () => evaluateIfRange(`"a"${blanks}x`, current)],
+      ['date', () => parseHttpDate(`x${blanks}x`)],
+    ]
+    for (const [name, parse] of cases) {
+      const started = performance.now()
+      parse()
+      const ms = performance.now() - started
+      assert.ok(ms < 200, `${name}: ${Math.round(ms)} ms`)
+    }
   })
 })

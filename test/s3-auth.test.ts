@@ -175,6 +175,26 @@ describe('S3 API: authentication and scopes', () => {
     assert.match(await other.text(), /SignatureDoesNotMatch/)
   })
 
+  it('a presigned URL refuses x-amz-* headers it did not sign: a PUT link is not turned into a CopyObject of a key outside it', async () => {
+    // The holder of a presigned PUT for uploads/ adds an unsigned x-amz-copy-source: without the
+    // check the request is a CopyObject that reads private/secret.txt with the signer's scope.
+    // (No checksum in the URL, as boto3, minio-go and SDKs set to WHEN_REQUIRED presign a PUT.)
+    const presigner = s3Client(gw.url, FULL, { requestChecksumCalculation: 'WHEN_REQUIRED' })
+    const url = await getSignedUrl(presigner, new PutObjectCommand({ Bucket: 'local', Key: 'uploads/mine.txt' }), { expiresIn: 60 })
+    assert.ok(!url.includes('x-amz-checksum'), url)
+    const copied = await fetch(url, { method: 'PUT', headers: { 'x-amz-copy-source': 'local/private/secret.txt' } })
+    const text = await copied.text()
+    assert.equal(copied.status, 403, text)
+    assert.match(text, /<Code>AccessDenied<\/Code>/)
+    assert.match(text, /not signed: x-amz-copy-source/)
+    assert.equal((await rawRequest(gw.url, 'GET', '/local/uploads/mine.txt', { Authorization: `Bearer ${BEARER}` })).status, 404)
+    // What the URL was signed for still works, and so does a checksum header (it can only refuse a body).
+    const body = Buffer.from('uploaded')
+    const put = await fetch(url, { method: 'PUT', body, headers: { 'x-amz-checksum-crc32': await crc32Base64(body) } })
+    assert.equal(put.status, 200, await put.text())
+    assert.equal((await rawRequest(gw.url, 'GET', '/local/uploads/mine.txt', { Authorization: `Bearer ${BEARER}` })).body.toString(), 'uploaded')
+  })
+
   it('unsupported operations are NotImplemented (501), never a success', async () => {
     for (const [method, target] of [
       ['GET', '/local/public/readme.txt?acl'],

@@ -7,7 +7,7 @@
 import type { IncomingMessage } from 'node:http'
 import { BlockList, isIP } from 'node:net'
 
-/** Longest `X-Forwarded-For` looked at: a client may send any header; the hops we trust add a few entries. */
+/** The right end of `X-Forwarded-For` looked at: a client may send any header; the hops we trust add a few entries. */
 const MAX_FORWARDED_LENGTH = 4096
 
 /** `::ffff:10.0.0.1` (a dual-stack socket's IPv4 peer) → `10.0.0.1`; other addresses as they are. */
@@ -68,8 +68,15 @@ export function createClientAddress(trustProxy: readonly string[]): (incoming: I
     if (!isTrusted(list, hop)) return hop
     // Node joins repeated X-Forwarded-For headers with ", " (in order), as one list.
     const header = incoming.headers['x-forwarded-for']
-    const forwarded = Array.isArray(header) ? header.join(',') : header
-    if (forwarded === undefined || forwarded.length > MAX_FORWARDED_LENGTH) return hop
+    let forwarded = Array.isArray(header) ? header.join(',') : header
+    if (forwarded === undefined) return hop
+    // Only the right end is read: our hops append there, and a client may put anything, of
+    // any length, in front. (Giving up on a long header would answer with the balancer's own
+    // address: anyone could pass as it.) The first entry of the window may be cut: dropped.
+    if (forwarded.length > MAX_FORWARDED_LENGTH) {
+      const cut = forwarded.indexOf(',', forwarded.length - MAX_FORWARDED_LENGTH)
+      forwarded = cut === -1 ? '' : forwarded.slice(cut + 1)
+    }
     const entries = forwarded.split(',')
     for (let i = entries.length - 1; i >= 0; i--) {
       const entry = normalizeAddress(stripPort(entries[i]!.trim()))

@@ -7,6 +7,7 @@
  * invalid date makes If-Modified-Since / If-Unmodified-Since ignored (RFC 9110 §13.1.3,
  * §13.1.4) and If-Range false, which only ever costs a full 200 instead of a 206.
  */
+import { trimOws } from './ows.ts'
 
 export type PreconditionResult = 'proceed' | 'not-modified' | 'precondition-failed'
 
@@ -33,10 +34,9 @@ interface EntityTag {
 // RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE, etagc = %x21 / %x23-7E / obs-text.
 const ENTITY_TAG = /^(W\/)?"([\x21\x23-\x7e\x80-\xff]*)"$/
 const LIST_ELEMENT = /(W\/)?"([\x21\x23-\x7e\x80-\xff]*)"[ \t]*(?=,|$)/y
-const OWS = /^[ \t]+|[ \t]+$/g
 
 function trimmed(value: string | undefined): string | undefined {
-  const text = value?.replace(OWS, '')
+  const text = value === undefined ? undefined : trimOws(value)
   return text === '' ? undefined : text
 }
 

@@ -23,6 +23,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { ByteRange } from '../stores/types.ts'
+import { trimOws } from './ows.ts'
 
 /** One `range-spec` of the `bytes` unit (RFC 9110 §14.1.1). */
 export type RangeSpec =
@@ -47,7 +48,6 @@ export interface ResolveOptions {
 export const DEFAULT_MAX_RANGES = 8
 
 const NONE: ParsedRange = { type: 'none' }
-const OWS = /^[ \t]+|[ \t]+$/g
 const SPEC = /^(\d*)-(\d*)$/
 
 /**
@@ -63,12 +63,12 @@ export function parseRange(header: string | undefined): ParsedRange {
   const eq = header.indexOf('=')
   if (eq < 0) return NONE
   // RFC 9110 §14.1: range units are compared case-insensitively.
-  if (header.slice(0, eq).replace(OWS, '').toLowerCase() !== 'bytes') return NONE
+  if (trimOws(header.slice(0, eq)).toLowerCase() !== 'bytes') return NONE
   const specs: RangeSpec[] = []
   // RFC 9110 §5.6.1: list elements are separated by OWS "," OWS, and a recipient MUST accept
   // (and ignore) empty elements, so `bytes=0-1,` and `bytes=,0-1` are fine.
   for (const element of header.slice(eq + 1).split(',')) {
-    const text = element.replace(OWS, '')
+    const text = trimOws(element)
     if (text === '') continue
     const spec = parseSpec(text)
     if (spec === undefined) return NONE

@@ -57,7 +57,24 @@ const malformed = (why: string) => new S3Error('MalformedXML', `the XML you prov
 /** The body without its declaration and comments, checked for what this parser will not read. */
 function prepare(xml: string): string {
   if (/<!DOCTYPE|<!ENTITY|<!\[CDATA\[/i.test(xml)) throw malformed('DTDs and CDATA are not accepted')
-  return xml.replace(/^\uFEFF?\s*<\?xml[^>]*\?>/, '').replace(/<!--[\s\S]*?-->/g, '').trim()
+  return withoutComments(xml.replace(/^\uFEFF?\s*<\?xml[^>]*\?>/, '')).trim()
+}
+
+/**
+ * `text` without its `<!-- … -->` comments (an unclosed one is left as is). A scan with
+ * `indexOf`, not a lazy regex: `/<!--[\s\S]*?-->/g` looks for the end once per opening, so a
+ * body of openings alone took time quadratic in its length (seconds per 512 KiB).
+ */
+function withoutComments(text: string): string {
+  let out = ''
+  let at = 0
+  for (;;) {
+    const start = text.indexOf('<!--', at)
+    const end = start === -1 ? -1 : text.indexOf('-->', start + 4)
+    if (end === -1) return out + text.slice(at)
+    out += text.slice(at, start)
+    at = end + 3
+  }
 }
 
 /** The inner text of `<root ...>...</root>` (namespaced or not), or MalformedXML. */
@@ -67,9 +84,58 @@ function rootContent(xml: string, root: string): string {
   return match[1]!
 }
 
+/** Where one `<name …>inner</name>` is: from its `<` to past its `>`, and its inner text. */
+interface Found {
+  start: number
+  end: number
+  inner: string
+}
+
+/**
+ * Every `<name>…</name>` (or `<name attributes>…`) directly in `content`, in order, each ended
+ * by the first `</name>` after it (no nesting of the same name). What the regex
+ * `<name(?:\s[^>]*)?>([\s\S]*?)</name>` matches, found with `indexOf` in one pass: the
+ * regex searched for the end once per opening, so openings that never close made it quadratic
+ * (DeleteObjects reads 8 MiB: most of an hour of a blocked event loop).
+ */
+function findElements(content: string, name: string): Found[] {
+  const open = `<${name}`
+  const close = `</${name}>`
+  const found: Found[] = []
+  let at = 0
+  for (;;) {
+    const start = content.indexOf(open, at)
+    if (start === -1) return found
+    const next = content[start + open.length]
+    if (next === undefined) return found
+    if (next !== '>' && !/\s/.test(next)) {
+      at = start + 1
+      continue
+    }
+    const gt = content.indexOf('>', start + open.length)
+    // No `>` or no closing tag after this opening: none after any later one either.
+    if (gt === -1) return found
+    const end = content.indexOf(close, gt + 1)
+    if (end === -1) return found
+    found.push({ start, end: end + close.length, inner: content.slice(gt + 1, end) })
+    at = end + close.length
+  }
+}
+
 /** Every `<name>...</name>` directly in `content` (no nesting of the same name). */
 function elements(content: string, name: string): string[] {
-  return [...content.matchAll(new RegExp(`<${name}(?:\\s[^>]*)?>([\\s\\S]*?)</${name}>`, 'g'))].map((m) => m[1]!)
+  return findElements(content, name).map((found) => found.inner)
+}
+
+/** `content` with every `<name>...</name>` taken out. */
+function withoutElements(content: string, name: string): string {
+  let out = ''
+  let at = 0
+  for (const { start, end } of findElements(content, name)) {
+    out += content.slice(at, start)
+    at = end
+  }
+  return out + content.slice(at)
 }
 
 function textOf(content: string, name: string): string | undefined {
@@ -103,5 +169,5 @@ export function parseDelete(xml: string, maxKeys: number): { quiet: boolean; key
     if (textOf(object, 'VersionId') !== undefined) throw new S3Error('NotImplemented', 'VersionId in DeleteObjects is not implemented by this gateway')
     return key
   })
-  return { quiet: textOf(content.replace(/<Object(?:\s[^>]*)?>[\s\S]*?<\/Object>/g, ''), 'Quiet')?.trim() === 'true', keys }
+  return { quiet: textOf(withoutElements(content, 'Object'), 'Quiet')?.trim() === 'true', keys }
 }

@@ -189,6 +189,29 @@ function signedHeaderValues(incoming: IncomingMessage, names: ReadonlySet<string
   return values
 }
 
+/**
+ * `x-amz-*` headers a presigned URL may carry unsigned: the payload hash (it goes into the
+ * canonical request, so a changed one fails the signature) and flexible checksums (they can
+ * only make an upload fail). Any other one would change what the request does.
+ */
+const isUnsignedAllowed = (name: string) => name === 'x-amz-content-sha256' || name.startsWith('x-amz-checksum-') || name === 'x-amz-sdk-checksum-algorithm'
+
+/**
+ * A presigned URL is handed to someone who does not hold the secret: every `x-amz-*` header
+ * it is used with must have been signed (as S3 answers: "headers present in the request which
+ * were not signed"). Otherwise the holder of a PUT URL adds `x-amz-copy-source` and the PUT
+ * becomes a CopyObject that reads any key the signer's credential may read.
+ */
+function refuseUnsignedAmzHeaders(incoming: IncomingMessage, signed: ReadonlySet<string>): void {
+  const raw = incoming.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase()
+    if (name.startsWith('x-amz-') && !signed.has(name) && !isUnsignedAllowed(name)) {
+      throw new S3Error('AccessDenied', `there were headers present in the request which were not signed: ${name.slice(0, 64)}`)
+    }
+  }
+}
+
 function equalHex(a: string, b: string): boolean {
   return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b))
 }
@@ -261,6 +284,7 @@ export function createSigV4Verifier(options: SigV4Options) {
     if (!equalHex(expected, parsed.signature)) {
       throw new S3Error('SignatureDoesNotMatch', 'the request signature we calculated does not match the signature you provided; check your key and signing method')
     }
+    if (parsed.presigned) refuseUnsignedAmzHeaders(incoming, parsed.signedHeaders.set)
     return { credential, signature: parsed.signature, longDate: parsed.longDate, scope, payload: fromHeader ? payloadHeader : payload, expiresAt, signString }
   }
 
