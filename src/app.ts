@@ -102,11 +102,14 @@ export function createApp(deps: AppDeps) {
       ? new UploadRateGuard({ minBytesPerSecond: limits.min_upload_bytes_per_second, windowMs: limits.upload_rate_window_seconds * 1000, logger, onCut: () => telemetry.connectionCut('slow_upload') })
       : undefined
   const watchUpload = uploadRate && ((incoming: IncomingMessage) => uploadRate.watch(incoming))
+  // CORS from config after the hooks passed in, for both dialects (a preflight carries no
+  // SigV4 signature, so the object routes answer it; S3 responses get the headers too).
+  const hooks = withCors(config, deps.objectHooks)
   const objectHandler = createObjectHandler({
     stores,
     objects,
     frontEnd: createDefaultFrontEnd({ authenticate: countAuth(authenticate, telemetry), clientAddress }),
-    hooks: withCors(config, deps.objectHooks),
+    hooks,
     watchUpload,
     telemetry,
     logger,
@@ -130,7 +133,7 @@ export function createApp(deps: AppDeps) {
       now: deps.now,
       watchUpload,
       reportError: deps.reportError,
-      hooks: deps.objectHooks,
+      hooks,
     })
 
   /** The operator endpoints; `/stats` and `/metrics` only where `withTelemetry`. */

@@ -220,6 +220,22 @@ describe('S3 API: authentication and scopes', () => {
     assert.equal((await rawRequest(gw.url, 'GET', '/local/public/refused.txt', { Authorization: `Bearer ${BEARER}` })).status, 404)
   })
 
+  it('the configured cors section applies to S3 responses too (a page can read an S3 GET and its errors)', async () => {
+    const gw = await startS3Gateway({ raw: { cors: { allowed_origins: ['https://app.example'] } } })
+    try {
+      for (const key of ['nothing-here', 'also/missing']) {
+        const signed = await sign(gw.url, 'GET', `/local/${key}`, {}, 'UNSIGNED-PAYLOAD')
+        const res = await rawRequest(gw.url, 'GET', `/local/${key}`, { ...signed.headers, Origin: 'https://app.example' })
+        assert.equal(res.status, 404)
+        assert.equal(res.headers['access-control-allow-origin'], 'https://app.example')
+        const other = await rawRequest(gw.url, 'GET', `/local/${key}`, { ...signed.headers, Origin: 'https://evil.example' })
+        assert.equal(other.headers['access-control-allow-origin'], undefined, 'an origin not allowed gets no CORS headers')
+      }
+    } finally {
+      await gw.close()
+    }
+  })
+
   it('the object routes\' decorate hook (CORS) runs on S3 object responses too', async () => {
     const hooked = await startS3Gateway({ objectHooks: { decorate: (_incoming, headers, target) => headers.setHeader('X-Test-Hook', `${target?.bucket}:${target?.key}`) } })
     try {
