@@ -75,7 +75,7 @@ export function createObjectService(options: ObjectServiceOptions): ObjectServic
   })
   invalidate = reads.invalidate
   const writes = createWritePath({ cache, known, invalidate: reads.invalidate, maxObjectSize, maxUploadSize: options.maxUploadSize })
-  const purge = createPurge({ cache, known, negative, detach: reads.detach })
+  const purge = createPurge({ cache, known, negative, detach: reads.detach, detachPrefix: reads.detachPrefix })
   return {
     open: reads.open,
     openInMemory: reads.openInMemory,
