@@ -23,7 +23,7 @@ export interface WritePathOptions {
 /**
  * The write path: PUT streams the body to the store (never whole in memory unless it is small
  * enough to cache), then caches it. Any older cached copy is dropped before and after the
- * upload, so a failed upload leaves the store's old object and a cold (consistent) cache. Old
+ * upload (a failed one too: the store may have kept it), so the cache never outlives the write. Old
  * pages of a large object stay until evicted but are never served: they carry the old version.
  */
 export function createWritePath(options: WritePathOptions) {
@@ -68,6 +68,9 @@ export function createWritePath(options: WritePathOptions) {
     } catch (error) {
       // A store that failed before reading it all leaves the rest of the body unread.
       meter.destroy()
+      // The store may have written it anyway (a timeout, a lost answer), and a read meanwhile
+      // may have cached the old bytes again: drop them, as after a success.
+      await invalidate(ck)
       // The limit, not the store, ended the upload: say so.
       if (meter.overLimit) throw tooLarge(limit, request)
       throw error

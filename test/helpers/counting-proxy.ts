@@ -32,6 +32,12 @@ export interface ProxyFaults {
   bytesPerSecond?: number
   /** Answer with this status and an S3/Azure-style XML error instead of forwarding. */
   failStatus?: number
+  /**
+   * Forward the request (the upstream acts on it), then answer this status (and the injected
+   * error body) instead of the upstream's answer: a write that happened but looks failed, as
+   * after a timeout. Undefined for a request: forwarded as usual.
+   */
+  failAfterForward?: (request: { method: string; path: string }) => number | undefined
 }
 
 export interface CountingProxy {
@@ -89,6 +95,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     counts.byMethod[method] = index + 1
     // Snapshot: a configure() while this request waits must not change its fate half-way.
     const { bytesPerSecond, failStatus } = faults
+    const failAfter = faults.failAfterForward?.({ method, path: req.url ?? '/' })
     const delayMs = faults.delayFor?.({ method, path: req.url ?? '/', index }) ?? faults.delayMs
     if (delayMs) {
       // Counted as soon as the client gives up, not when the delay ends.
@@ -111,6 +118,11 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     const out = request(
       { host: upstream.hostname, port: upstream.port, method, path: req.url, headers: req.headers, agent },
       (upRes: IncomingMessage) => {
+        if (failAfter !== undefined) {
+          upRes.resume()
+          upRes.once('end', () => res.writeHead(failAfter, { 'content-type': 'application/xml', 'x-ms-error-code': 'ServiceUnavailable' }).end(INJECTED_ERROR_BODY))
+          return
+        }
         res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, upRes.rawHeaders)
         upRes.on('error', () => res.destroy())
         throttled = bytesPerSecond ? upRes.pipe(throttle(bytesPerSecond)) : undefined
