@@ -8,11 +8,13 @@ import { createHash, randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { createS3Store } from '../src/stores/s3.ts'
 import type { Store } from '../src/stores/types.ts'
 import { type CountingProxy, startCountingProxy } from './helpers/counting-proxy.ts'
 import { type S3rverHandle, startS3rver } from './helpers/emulators.ts'
 import { BEARER, type TestGateway, startGateway } from './helpers/gateway.ts'
+import { s3Client, startS3Gateway } from './helpers/s3-gateway.ts'
 
 const auth = { Authorization: `Bearer ${BEARER}` }
 const ADMIN_TOKEN = 'admin-token-for-tests-0123456789'
@@ -73,5 +75,57 @@ describe('consistency defects against s3rver', () => {
       proxy.configure({})
       await gw.close()
     }
+  })
+
+  /** A store write that happened upstream but answered 500 (as after a timeout): the cache must not keep the old bytes. */
+  describe('a write that fails after the store did it', () => {
+    let gw: TestGateway
+    before(async () => {
+      gw = await startS3Gateway({ stores: new Map([['media', viaProxy()]]), raw: { stores: { media: STUB } }, readerBucket: 'media' })
+    })
+    after(async () => {
+      proxy.configure({})
+      await gw?.close()
+    })
+
+    it('DeleteObject: the cached copy is dropped even though the store answered an error', async () => {
+      await put(behind, 'fail/del.bin', randomBytes(4 * KiB))
+      await get(gw, 'fail/del.bin')
+      assert.equal((await get(gw, 'fail/del.bin')).cg, 'hit=1')
+      proxy.configure({ failAfterForward: ({ method }) => (method === 'DELETE' ? 500 : undefined) })
+      const client = s3Client(gw.url)
+      try {
+        await assert.rejects(client.send(new DeleteObjectCommand({ Bucket: 'media', Key: 'fail/del.bin' })))
+      } finally {
+        client.destroy()
+        proxy.configure({})
+      }
+      assert.equal((await behind.head('fail/del.bin')), null, 'the store deleted it')
+      assert.equal((await get(gw, 'fail/del.bin')).status, 404)
+    })
+
+    it('PutObject: a read during the upload re-cached the old bytes; the failed write drops them', async () => {
+      const v1 = randomBytes(4 * KiB)
+      const v2 = randomBytes(4 * KiB)
+      await put(behind, 'fail/put.bin', v1)
+      proxy.reset()
+      proxy.configure({ delayFor: ({ method }) => (method === 'PUT' ? 300 : undefined), failAfterForward: ({ method }) => (method === 'PUT' ? 500 : undefined) })
+      const client = s3Client(gw.url)
+      try {
+        const putting = client.send(new PutObjectCommand({ Bucket: 'media', Key: 'fail/put.bin', Body: v2 }))
+        putting.catch(() => {})
+        await until(() => (proxy.counts.byMethod.PUT ?? 0) === 1, 'the PUT to reach the store')
+        // The PUT's first invalidation is done: this read fills the cache with v1 again.
+        assert.ok((await get(gw, 'fail/put.bin')).body.equals(v1))
+        await assert.rejects(putting)
+      } finally {
+        client.destroy()
+        proxy.configure({})
+      }
+      const stored = await behind.get('fail/put.bin')
+      assert.ok(stored && Buffer.concat(await stored.body.toArray()).equals(v2), 'the store kept v2')
+      const later = await get(gw, 'fail/put.bin')
+      assert.ok(later.body.equals(v2), `served what the store has (got ${later.cg})`)
+    })
   })
 })

@@ -145,8 +145,12 @@ export async function deleteObjects(ctx: S3Context, request: S3Request): Promise
       const key = keys[index]!
       try {
         authorize(verified.credential, 'DELETE', request.bucket, key)
-        await remove(key)
-        await ctx.objects.invalidate(store, key)
+        try {
+          await remove(key)
+        } finally {
+          // Even when the store failed: it may have deleted the object all the same.
+          await ctx.objects.invalidate(store, key)
+        }
         if (!quiet) results[index] = ['Deleted', [['Key', key]]]
       } catch (error) {
         const s3 = toS3Error(error)

@@ -118,8 +118,12 @@ export async function putObject(ctx: S3Context, request: S3Request): Promise<voi
 }
 
 export async function deleteObject(ctx: S3Context, request: S3Request): Promise<void> {
-  await storeOp(request.store, 'delete')(request.key!)
-  await ctx.objects.invalidate(request.store, request.key!)
+  // Invalidated even when the store fails: it may have deleted the object all the same.
+  try {
+    await storeOp(request.store, 'delete')(request.key!)
+  } finally {
+    await ctx.objects.invalidate(request.store, request.key!)
+  }
   sendEmpty(request.outgoing, 204)
 }
 
@@ -157,9 +161,14 @@ export async function copyObject(ctx: S3Context, request: S3Request): Promise<vo
   if (directive !== 'COPY' && directive !== 'REPLACE') throw new S3Error('InvalidArgument', 'x-amz-metadata-directive must be COPY or REPLACE')
   if (directive === 'COPY' && source === key) throw new S3Error('InvalidRequest', 'this copy request is illegal because it is trying to copy an object to itself without changing anything')
   const contentType = directive === 'REPLACE' ? contentTypeOf(request) : undefined
-  const meta = await storeOp(store, 'copy')(source, key!, { contentType })
+  let meta
+  try {
+    meta = await storeOp(store, 'copy')(source, key!, { contentType })
+  } finally {
+    // Even when the store failed: it may have written the destination all the same.
+    await ctx.objects.invalidate(store, key!)
+  }
   if (!meta) throw new S3Error('NoSuchKey', 'the specified copy source does not exist')
-  await ctx.objects.invalidate(store, key!)
   sendXml(request.outgoing, 200, xmlDocument('CopyObjectResult', [
     ['ETag', meta.etag],
     ['LastModified', meta.lastModified ?? new Date()],
