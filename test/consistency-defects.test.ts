@@ -9,10 +9,11 @@ import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
+import { createAzureStore } from '../src/stores/azure.ts'
 import { createS3Store } from '../src/stores/s3.ts'
 import type { Store } from '../src/stores/types.ts'
 import { type CountingProxy, startCountingProxy } from './helpers/counting-proxy.ts'
-import { type S3rverHandle, startS3rver } from './helpers/emulators.ts'
+import { type AzuriteHandle, type S3rverHandle, startAzurite, startS3rver } from './helpers/emulators.ts'
 import { BEARER, type TestGateway, startGateway } from './helpers/gateway.ts'
 import { s3Client, startS3Gateway } from './helpers/s3-gateway.ts'
 
@@ -127,5 +128,28 @@ describe('consistency defects against s3rver', () => {
       const later = await get(gw, 'fail/put.bin')
       assert.ok(later.body.equals(v2), `served what the store has (got ${later.cg})`)
     })
+  })
+})
+
+describe('azure listing and the reserved prefix', () => {
+  let az: AzuriteHandle
+  before(async () => {
+    az = await startAzurite()
+  })
+  after(async () => {
+    await az?.close()
+  })
+
+  it('keys that are only a beginning of .cachegate-multipart/ are listed (only what is under it is hidden)', async () => {
+    const store = createAzureStore({ id: 'media', container: az.container, connectionString: az.connectionString, maxAttempts: 1 })
+    const keys = ['.c', '.cachegate', '.cachegate-multipart', 'plain.txt']
+    for (const key of keys) await put(store, key, randomBytes(16))
+    const uploadId = await store.createMultipart!('plain.txt', { contentType: 'text/plain' })
+    assert.ok(uploadId)
+    const listed = await store.list!({ maxKeys: 1000 })
+    assert.deepEqual(listed.objects.map((entry) => entry.key), keys)
+    const byDir = await store.list!({ maxKeys: 1000, delimiter: '/' })
+    assert.deepEqual(byDir.objects.map((entry) => entry.key), keys)
+    assert.deepEqual(byDir.commonPrefixes, [], 'the multipart records stay hidden')
   })
 })
