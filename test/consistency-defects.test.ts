@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
+import { DeleteObjectCommand, ListObjectsCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { createAzureStore } from '../src/stores/azure.ts'
 import { createS3Store } from '../src/stores/s3.ts'
 import type { Store } from '../src/stores/types.ts'
@@ -151,5 +151,33 @@ describe('azure listing and the reserved prefix', () => {
     const byDir = await store.list!({ maxKeys: 1000, delimiter: '/' })
     assert.deepEqual(byDir.objects.map((entry) => entry.key), keys)
     assert.deepEqual(byDir.commonPrefixes, [], 'the multipart records stay hidden')
+  })
+})
+
+describe('ListObjects (v1) paged by NextMarker over an S3 store', () => {
+  let s3: S3rverHandle
+  let gw: TestGateway
+  before(async () => {
+    s3 = await startS3rver()
+    const store = createS3Store({ id: 'media', bucket: s3.bucket, endpoint: s3.endpoint, allowHttp: true, accessKey: s3.accessKey, secretKey: s3.secretKey, maxAttempts: 1 })
+    for (const key of ['a/1', 'a/2', 'b/1', 'c']) await put(store, key, randomBytes(8))
+    gw = await startS3Gateway({ stores: new Map([['media', store]]), raw: { stores: { media: STUB } }, readerBucket: 'media' })
+  })
+  after(async () => {
+    await gw?.close()
+    await s3?.close()
+  })
+
+  it('a common prefix given back as the marker is not listed again (no endless paging)', async () => {
+    const client = s3Client(gw.url)
+    try {
+      const first = await client.send(new ListObjectsCommand({ Bucket: 'media', Delimiter: '/' }))
+      assert.deepEqual(first.CommonPrefixes?.map((p) => p.Prefix), ['a/', 'b/'])
+      const next = await client.send(new ListObjectsCommand({ Bucket: 'media', Delimiter: '/', Marker: 'a/' }))
+      assert.deepEqual(next.CommonPrefixes?.map((p) => p.Prefix), ['b/'])
+      assert.deepEqual(next.Contents?.map((o) => o.Key), ['c'])
+    } finally {
+      client.destroy()
+    }
   })
 })
