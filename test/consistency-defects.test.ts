@@ -105,6 +105,30 @@ describe('consistency defects against s3rver', () => {
       assert.equal((await get(gw, 'fail/del.bin')).status, 404)
     })
 
+    it('a DeleteObject done while a PutObject waits for its answer: the PUT does not cache what the store no longer has', async () => {
+      const v1 = await put(behind, 'race/put-del.bin', randomBytes(4 * KiB))
+      proxy.reset()
+      // The PUT reaches the store at once; its answer comes back 400 ms later.
+      proxy.configure({ delayAnswerFor: ({ method }) => (method === 'PUT' ? 400 : undefined) })
+      const client = s3Client(gw.url)
+      try {
+        const putting = client.send(new PutObjectCommand({ Bucket: 'media', Key: 'race/put-del.bin', Body: randomBytes(4 * KiB) }))
+        putting.catch(() => {})
+        await until(() => (proxy.counts.byMethod.PUT ?? 0) === 1, 'the PUT to reach the store')
+        // The PUT is in the store (s3rver wrote it); its answer is held.
+        for (let i = 0; i < 200 && (await behind.head('race/put-del.bin'))?.etag === v1.etag; i++) await sleep(5)
+        assert.notEqual((await behind.head('race/put-del.bin'))?.etag, v1.etag)
+        await client.send(new DeleteObjectCommand({ Bucket: 'media', Key: 'race/put-del.bin' }))
+        await putting
+      } finally {
+        client.destroy()
+        proxy.configure({})
+      }
+      assert.equal(await behind.head('race/put-del.bin'), null, 'the store applied the DELETE last')
+      const later = await get(gw, 'race/put-del.bin')
+      assert.equal(later.status, 404, `served what the store has (got ${later.status} ${later.cg})`)
+    })
+
     it('PutObject: a read during the upload re-cached the old bytes; the failed write drops them', async () => {
       const v1 = randomBytes(4 * KiB)
       const v2 = randomBytes(4 * KiB)

@@ -82,7 +82,12 @@ export function createObjectService(options: ObjectServiceOptions): ObjectServic
     head: reads.head,
     prefetch: reads.prefetch,
     write: writes.write,
-    invalidate: (store, key) => reads.invalidate(cacheKey(store.id, key)),
+    invalidate: (store, key) => {
+      const ck = cacheKey(store.id, key)
+      // A PUT of the same key still running must not cache over this write.
+      writes.touched(ck)
+      return reads.invalidate(ck)
+    },
     inflightFills: reads.inflightFills,
     purge: async (bucket, what) => {
       const dropped = await purge(bucket, what)

@@ -85,6 +85,15 @@ export function createWritePath(options: WritePathOptions) {
     return meta
   }
 
+  /**
+   * Another write of `ck` (a delete, a copy, a completed multipart upload) reached the store:
+   * a PUT still running may have landed before it, so it must not cache its bytes.
+   */
+  function touched(ck: string): void {
+    const pending = writes.get(ck)
+    if (pending) pending.overlapped = true
+  }
+
   /** The request's own limit (a link's `ms`) when it is the smaller one. */
   function limitOf(request: WriteOptions): number {
     return request.maxSize !== undefined && request.maxSize < maxUploadSize ? request.maxSize : maxUploadSize
@@ -94,5 +103,5 @@ export function createWritePath(options: WritePathOptions) {
     return limit === request.maxSize ? new PayloadTooLargeError(limit, `request body exceeds this link's limit of ${limit} bytes`) : new PayloadTooLargeError(limit)
   }
 
-  return { write }
+  return { write, touched }
 }

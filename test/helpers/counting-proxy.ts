@@ -38,6 +38,8 @@ export interface ProxyFaults {
    * after a timeout. Undefined for a request: forwarded as usual.
    */
   failAfterForward?: (request: { method: string; path: string }) => number | undefined
+  /** Forward the request at once, then hold the upstream's answer this long (ms): a write done, its answer late. */
+  delayAnswerFor?: (request: { method: string; path: string }) => number | undefined
 }
 
 export interface CountingProxy {
@@ -96,6 +98,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     // Snapshot: a configure() while this request waits must not change its fate half-way.
     const { bytesPerSecond, failStatus } = faults
     const failAfter = faults.failAfterForward?.({ method, path: req.url ?? '/' })
+    const answerDelay = faults.delayAnswerFor?.({ method, path: req.url ?? '/' })
     const delayMs = faults.delayFor?.({ method, path: req.url ?? '/', index }) ?? faults.delayMs
     if (delayMs) {
       // Counted as soon as the client gives up, not when the delay ends.
@@ -117,7 +120,8 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     let throttled: Transform | undefined
     const out = request(
       { host: upstream.hostname, port: upstream.port, method, path: req.url, headers: req.headers, agent },
-      (upRes: IncomingMessage) => {
+      async (upRes: IncomingMessage) => {
+        if (answerDelay) await sleep(answerDelay)
         if (failAfter !== undefined) {
           upRes.resume()
           upRes.once('end', () => res.writeHead(failAfter, { 'content-type': 'application/xml', 'x-ms-error-code': 'ServiceUnavailable' }).end(INJECTED_ERROR_BODY))
