@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import { DeleteObjectCommand, ListObjectsCommand, PutObjectCommand } from '@aws-sdk/client-s3'
+import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, ListObjectsCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { createAzureStore } from '../src/stores/azure.ts'
 import { createS3Store } from '../src/stores/s3.ts'
 import type { Store } from '../src/stores/types.ts'
@@ -190,6 +190,18 @@ describe('ListObjects (v1) paged by NextMarker over an S3 store', () => {
   after(async () => {
     await gw?.close()
     await s3?.close()
+  })
+
+  it('CopyObject of a key onto itself with MetadataDirective REPLACE and no Content-Type succeeds (a metadata rewrite)', async () => {
+    const client = s3Client(gw.url)
+    try {
+      const copied = await client.send(new CopyObjectCommand({ Bucket: 'media', Key: 'c', CopySource: 'media/c', MetadataDirective: 'REPLACE' }))
+      assert.ok(copied.CopyObjectResult?.ETag)
+      const head = await client.send(new HeadObjectCommand({ Bucket: 'media', Key: 'c' }))
+      assert.equal(head.ContentLength, 8)
+    } finally {
+      client.destroy()
+    }
   })
 
   it('a common prefix given back as the marker is not listed again (no endless paging)', async () => {

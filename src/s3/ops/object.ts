@@ -6,7 +6,7 @@
  */
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Principal } from '../../auth/middleware.ts'
-import { isValidContentType } from '../../content-type.ts'
+import { DEFAULT_CONTENT_TYPE, contentTypeFromKey, isValidContentType } from '../../content-type.ts'
 import { handleGet } from '../../http/object/get.ts'
 import { handleHead } from '../../http/object/head.ts'
 import { decodeKey } from '../../stores/key.ts'
@@ -160,7 +160,9 @@ export async function copyObject(ctx: S3Context, request: S3Request): Promise<vo
   const directive = headerOf(incoming, 'x-amz-metadata-directive')?.toUpperCase() ?? 'COPY'
   if (directive !== 'COPY' && directive !== 'REPLACE') throw new S3Error('InvalidArgument', 'x-amz-metadata-directive must be COPY or REPLACE')
   if (directive === 'COPY' && source === key) throw new S3Error('InvalidRequest', 'this copy request is illegal because it is trying to copy an object to itself without changing anything')
-  const contentType = directive === 'REPLACE' ? contentTypeOf(request) : undefined
+  // REPLACE sets the metadata anew: without a Content-Type the object is typed as a PutObject
+  // would type it by its key (S3 gives it its default type), never left with the source's.
+  const contentType = directive === 'REPLACE' ? (contentTypeOf(request) ?? contentTypeFromKey(key!) ?? DEFAULT_CONTENT_TYPE) : undefined
   let meta
   try {
     meta = await storeOp(store, 'copy')(source, key!, { contentType })
