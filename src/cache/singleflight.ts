@@ -49,6 +49,11 @@ export class Singleflight<K, V> {
     if (flight === undefined || this.#flights.get(key) === flight) this.#flights.delete(key)
   }
 
+  /** Detaches every flight whose key `matches` (a purge by prefix). */
+  forgetWhere(matches: (key: K) => boolean): void {
+    for (const key of [...this.#flights.keys()]) if (matches(key)) this.#flights.delete(key)
+  }
+
   /** Every flight running now (to wait for them all: tests, shutdown). */
   running(): Promise<V>[] {
     return [...this.#flights.values()]

@@ -178,6 +178,12 @@ export class Revalidator {
     this.#failedUntil.delete(ck)
   }
 
+  /** A purge by prefix: every revalidation of a key under it is detached (`prefix` is a cache key prefix). */
+  forgetPrefix(prefix: string): void {
+    this.#flights.forgetWhere((flight) => flight.startsWith(prefix))
+    for (const ck of [...this.#failedUntil.keys()]) if (ck.startsWith(prefix)) this.#failedUntil.delete(ck)
+  }
+
   /** Revalidations in flight (tests wait for them). */
   running(): Promise<Revalidation>[] {
     return this.#flights.running()

@@ -75,14 +75,19 @@ export function createObjectService(options: ObjectServiceOptions): ObjectServic
   })
   invalidate = reads.invalidate
   const writes = createWritePath({ cache, known, invalidate: reads.invalidate, maxObjectSize, maxUploadSize: options.maxUploadSize })
-  const purge = createPurge({ cache, known, negative, detach: reads.detach })
+  const purge = createPurge({ cache, known, negative, detach: reads.detach, detachPrefix: reads.detachPrefix })
   return {
     open: reads.open,
     openInMemory: reads.openInMemory,
     head: reads.head,
     prefetch: reads.prefetch,
     write: writes.write,
-    invalidate: (store, key) => reads.invalidate(cacheKey(store.id, key)),
+    invalidate: (store, key) => {
+      const ck = cacheKey(store.id, key)
+      // A PUT of the same key still running must not cache over this write.
+      writes.touched(ck)
+      return reads.invalidate(ck)
+    },
     inflightFills: reads.inflightFills,
     purge: async (bucket, what) => {
       const dropped = await purge(bucket, what)

@@ -18,6 +18,8 @@ export interface PurgeDeps {
   negative: NegativeCache
   /** Detaches fills, HEADs and revalidations in flight for one object, so they cache nothing. */
   detach(ck: string): void
+  /** The same for every object under a cache key prefix, whether anything of it is cached or not. */
+  detachPrefix(prefix: string): void
 }
 
 export function createPurge(deps: PurgeDeps) {
@@ -38,11 +40,9 @@ export function createPurge(deps: PurgeDeps) {
       return keys.length + (negative.forget(ck) ? 1 : 0)
     }
     const prefix = cacheKey(bucket, what.prefix)
+    // Before listing: a fill in flight for an object not cached yet would cache old bytes after the purge.
+    deps.detachPrefix(prefix)
     const keys = cache.keys?.(prefix) ?? []
-    for (const key of keys) {
-      // Whole entries name their object: detach its flights too.
-      if (!key.includes('\u0000', prefix.length)) deps.detach(key)
-    }
     await dropAll(keys)
     known.forgetPrefix(prefix)
     return keys.length + negative.forgetPrefix(prefix)

@@ -271,13 +271,24 @@ export function createReadPath(options: ReadPathOptions) {
       revalidator.forget(ck)
     },
 
+    /**
+     * Detaches what is in flight for every object whose cache key starts with `prefix` (a purge
+     * by prefix), cached or not: a fill begun before the purge must not cache what it read.
+     */
+    detachPrefix(prefix: string): void {
+      const under = (key: string) => key.startsWith(prefix)
+      fills.forgetWhere(under)
+      heads.forgetWhere(under)
+      revalidator.forgetPrefix(prefix)
+    },
+
     async settled(): Promise<void> {
       while (revalidator.running().length > 0) await Promise.allSettled(revalidator.running())
       await verifier.settled()
     },
 
     inflightFills: () => fills.size + pager.inflight(),
-  } satisfies Omit<ObjectService, 'write' | 'purge' | 'invalidate'> & { invalidate(ck: string): Promise<void>; detach(ck: string): void }
+  } satisfies Omit<ObjectService, 'write' | 'purge' | 'invalidate'> & { invalidate(ck: string): Promise<void>; detach(ck: string): void; detachPrefix(prefix: string): void }
 }
 
 export type ReadPath = ReturnType<typeof createReadPath>

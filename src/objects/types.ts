@@ -99,7 +99,8 @@ export interface ObjectService {
   /**
    * Forgets an object that changed without a PUT through `write` (an S3 DeleteObject, CopyObject
    * or CompleteMultipartUpload): cached bytes (memory, disk), pages' metadata, and flights that
-   * would cache the old version. The next read goes to the store.
+   * would cache the old version; a PUT of the key still running will not cache its bytes (the
+   * store may have applied it first). The next read goes to the store.
    */
   invalidate(store: Store, key: string): Promise<void>
   /** Fills and page fills in flight (a gauge). */

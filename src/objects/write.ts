@@ -23,7 +23,7 @@ export interface WritePathOptions {
 /**
  * The write path: PUT streams the body to the store (never whole in memory unless it is small
  * enough to cache), then caches it. Any older cached copy is dropped before and after the
- * upload, so a failed upload leaves the store's old object and a cold (consistent) cache. Old
+ * upload (a failed one too: the store may have kept it), so the cache never outlives the write. Old
  * pages of a large object stay until evicted but are never served: they carry the old version.
  */
 export function createWritePath(options: WritePathOptions) {
@@ -68,6 +68,9 @@ export function createWritePath(options: WritePathOptions) {
     } catch (error) {
       // A store that failed before reading it all leaves the rest of the body unread.
       meter.destroy()
+      // The store may have written it anyway (a timeout, a lost answer), and a read meanwhile
+      // may have cached the old bytes again: drop them, as after a success.
+      await invalidate(ck)
       // The limit, not the store, ended the upload: say so.
       if (meter.overLimit) throw tooLarge(limit, request)
       throw error
@@ -82,6 +85,15 @@ export function createWritePath(options: WritePathOptions) {
     return meta
   }
 
+  /**
+   * Another write of `ck` (a delete, a copy, a completed multipart upload) reached the store:
+   * a PUT still running may have landed before it, so it must not cache its bytes.
+   */
+  function touched(ck: string): void {
+    const pending = writes.get(ck)
+    if (pending) pending.overlapped = true
+  }
+
   /** The request's own limit (a link's `ms`) when it is the smaller one. */
   function limitOf(request: WriteOptions): number {
     return request.maxSize !== undefined && request.maxSize < maxUploadSize ? request.maxSize : maxUploadSize
@@ -91,5 +103,5 @@ export function createWritePath(options: WritePathOptions) {
     return limit === request.maxSize ? new PayloadTooLargeError(limit, `request body exceeds this link's limit of ${limit} bytes`) : new PayloadTooLargeError(limit)
   }
 
-  return { write }
+  return { write, touched }
 }

@@ -21,8 +21,13 @@ export interface AzureAdminContext {
   head(key: string, options?: { signal?: AbortSignal }): Promise<ObjectMeta | null>
 }
 
-/** Under the reserved prefix (or, for a common prefix, one that holds it). */
-function reserved(name: string): boolean {
+/** A blob under the reserved prefix (a blob named `.cachegate` or `.c` is a key like any other). */
+function reservedBlob(name: string): boolean {
+  return name.startsWith(RESERVED_PREFIX)
+}
+
+/** A common prefix under the reserved prefix, or one that holds it (it may group only multipart records). */
+function reservedPrefix(name: string): boolean {
   return name.startsWith(RESERVED_PREFIX) || RESERVED_PREFIX.startsWith(name)
 }
 
@@ -46,7 +51,7 @@ export function azureAdmin(context: AzureAdminContext): Pick<StoreAdmin, 'list' 
   async function list(options: ListOptions): Promise<ListResult> {
     checkMaxKeys(options.maxKeys)
     const { prefix, delimiter, startAfter, maxKeys, signal } = options
-    const kept = (name: string) => !reserved(name) && (startAfter === undefined || compareKeys(name, startAfter) > 0)
+    const after = (name: string) => startAfter === undefined || compareKeys(name, startAfter) > 0
     let token = options.continuationToken
     try {
       for (;;) {
@@ -57,9 +62,9 @@ export function azureAdmin(context: AzureAdminContext): Pick<StoreAdmin, 'list' 
         if (done || page === undefined) return { objects: [], commonPrefixes: [], isTruncated: false }
         const segment = page.segment as { blobItems: { name: string; properties: { contentLength?: number; etag?: string; lastModified?: Date } }[]; blobPrefixes?: { name: string }[] }
         const objects: ListEntry[] = segment.blobItems
-          .filter((blob) => kept(blob.name))
+          .filter((blob) => !reservedBlob(blob.name) && after(blob.name))
           .map((blob) => ({ key: blob.name, size: blob.properties.contentLength ?? 0, etag: quoteEtag(blob.properties.etag), lastModified: blob.properties.lastModified }))
-        const commonPrefixes = (segment.blobPrefixes ?? []).map((common) => common.name).filter(kept)
+        const commonPrefixes = (segment.blobPrefixes ?? []).map((common) => common.name).filter((name) => !reservedPrefix(name) && after(name))
         const next = page.continuationToken || undefined
         // A page whose every entry was skipped says nothing: read on (S3 would not answer it).
         if (objects.length + commonPrefixes.length === 0 && next !== undefined) {

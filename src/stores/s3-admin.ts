@@ -14,7 +14,7 @@ import type { S3Client } from '@aws-sdk/client-s3'
 import { BadRequestError, InvalidPartError, NoSuchUploadError, isDomainError } from '../errors.ts'
 import { quoteEtag } from './common.ts'
 import { validateKey } from './key.ts'
-import { checkMaxKeys } from './list.ts'
+import { checkMaxKeys, compareKeys } from './list.ts'
 import { checkCompletion, checkPartNumber, exactSize } from './multipart.ts'
 import { isS3NotFound, toUpstreamError } from './s3.ts'
 import type { ListOptions, ListResult, MultipartPart, ObjectMeta, StoreAdmin } from './types.ts'
@@ -69,9 +69,13 @@ export function s3Admin(context: S3AdminContext): StoreAdmin {
         }),
         { abortSignal: options.signal },
       )
+      // Nothing at or before `startAfter`: some S3-compatible stores (s3rver) answer the common
+      // prefix a ListObjects v1 NextMarker named again, and a client paging by it would loop.
+      const { startAfter } = options
+      const after = (name: string) => startAfter === undefined || options.continuationToken !== undefined || compareKeys(name, startAfter) > 0
       return {
-        objects: (out.Contents ?? []).map((object) => ({ key: object.Key ?? '', size: object.Size ?? 0, etag: quoteEtag(object.ETag), lastModified: object.LastModified })),
-        commonPrefixes: (out.CommonPrefixes ?? []).map((common) => common.Prefix ?? ''),
+        objects: (out.Contents ?? []).map((object) => ({ key: object.Key ?? '', size: object.Size ?? 0, etag: quoteEtag(object.ETag), lastModified: object.LastModified })).filter((entry) => after(entry.key)),
+        commonPrefixes: (out.CommonPrefixes ?? []).map((common) => common.Prefix ?? '').filter(after),
         isTruncated: out.IsTruncated === true,
         ...(out.IsTruncated && out.NextContinuationToken !== undefined && { nextContinuationToken: out.NextContinuationToken }),
       }

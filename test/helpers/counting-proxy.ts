@@ -32,6 +32,14 @@ export interface ProxyFaults {
   bytesPerSecond?: number
   /** Answer with this status and an S3/Azure-style XML error instead of forwarding. */
   failStatus?: number
+  /**
+   * Forward the request (the upstream acts on it), then answer this status (and the injected
+   * error body) instead of the upstream's answer: a write that happened but looks failed, as
+   * after a timeout. Undefined for a request: forwarded as usual.
+   */
+  failAfterForward?: (request: { method: string; path: string }) => number | undefined
+  /** Forward the request at once, then hold the upstream's answer this long (ms): a write done, its answer late. */
+  delayAnswerFor?: (request: { method: string; path: string }) => number | undefined
 }
 
 export interface CountingProxy {
@@ -89,6 +97,8 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     counts.byMethod[method] = index + 1
     // Snapshot: a configure() while this request waits must not change its fate half-way.
     const { bytesPerSecond, failStatus } = faults
+    const failAfter = faults.failAfterForward?.({ method, path: req.url ?? '/' })
+    const answerDelay = faults.delayAnswerFor?.({ method, path: req.url ?? '/' })
     const delayMs = faults.delayFor?.({ method, path: req.url ?? '/', index }) ?? faults.delayMs
     if (delayMs) {
       // Counted as soon as the client gives up, not when the delay ends.
@@ -110,7 +120,13 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     let throttled: Transform | undefined
     const out = request(
       { host: upstream.hostname, port: upstream.port, method, path: req.url, headers: req.headers, agent },
-      (upRes: IncomingMessage) => {
+      async (upRes: IncomingMessage) => {
+        if (answerDelay) await sleep(answerDelay)
+        if (failAfter !== undefined) {
+          upRes.resume()
+          upRes.once('end', () => res.writeHead(failAfter, { 'content-type': 'application/xml', 'x-ms-error-code': 'ServiceUnavailable' }).end(INJECTED_ERROR_BODY))
+          return
+        }
         res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, upRes.rawHeaders)
         upRes.on('error', () => res.destroy())
         throttled = bytesPerSecond ? upRes.pipe(throttle(bytesPerSecond)) : undefined

@@ -2,6 +2,7 @@
  * Bucket-level operations: ListObjectsV2 (and v1) passed through to the store, never cached;
  * HeadBucket, GetBucketLocation, DeleteObjects, and ListBuckets (the ids this key may use).
  */
+import { validateKey } from '../../stores/key.ts'
 import type { ListResult } from '../../stores/types.ts'
 import { authorize, mayUseBucket, type S3Credential } from '../auth/scope.ts'
 import { type S3Context, type S3Request, storeOp } from '../context.ts'
@@ -145,8 +146,14 @@ export async function deleteObjects(ctx: S3Context, request: S3Request): Promise
       const key = keys[index]!
       try {
         authorize(verified.credential, 'DELETE', request.bucket, key)
-        await remove(key)
-        await ctx.objects.invalidate(store, key)
+        // Checked before the store and the cache see it (a key from XML may hold &#0;).
+        validateKey(key)
+        try {
+          await remove(key)
+        } finally {
+          // Even when the store failed: it may have deleted the object all the same.
+          await ctx.objects.invalidate(store, key)
+        }
         if (!quiet) results[index] = ['Deleted', [['Key', key]]]
       } catch (error) {
         const s3 = toS3Error(error)

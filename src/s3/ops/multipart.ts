@@ -71,8 +71,13 @@ export async function completeMultipartUpload(ctx: S3Context, request: S3Request
   for (let i = 1; i < parts.length; i++) {
     if (parts[i]!.partNumber <= parts[i - 1]!.partNumber) throw new S3Error('InvalidPart', 'the list of parts was not in ascending order (InvalidPartOrder)')
   }
-  const meta = await storeOp(store, 'completeMultipart')(key!, uploadId, parts)
-  await ctx.objects.invalidate(store, key!)
+  let meta
+  try {
+    meta = await storeOp(store, 'completeMultipart')(key!, uploadId, parts)
+  } finally {
+    // Even when the store failed: it may have completed the upload all the same.
+    await ctx.objects.invalidate(store, key!)
+  }
   sendXml(request.outgoing, 200, xmlDocument('CompleteMultipartUploadResult', [
     ['Location', `/${encodeURIComponent(bucket)}/${key!.split('/').map(encodeURIComponent).join('/')}`],
     ['Bucket', bucket],

@@ -6,7 +6,7 @@
  */
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Principal } from '../../auth/middleware.ts'
-import { isValidContentType } from '../../content-type.ts'
+import { DEFAULT_CONTENT_TYPE, contentTypeFromKey, isValidContentType } from '../../content-type.ts'
 import { handleGet } from '../../http/object/get.ts'
 import { handleHead } from '../../http/object/head.ts'
 import { decodeKey } from '../../stores/key.ts'
@@ -118,8 +118,12 @@ export async function putObject(ctx: S3Context, request: S3Request): Promise<voi
 }
 
 export async function deleteObject(ctx: S3Context, request: S3Request): Promise<void> {
-  await storeOp(request.store, 'delete')(request.key!)
-  await ctx.objects.invalidate(request.store, request.key!)
+  // Invalidated even when the store fails: it may have deleted the object all the same.
+  try {
+    await storeOp(request.store, 'delete')(request.key!)
+  } finally {
+    await ctx.objects.invalidate(request.store, request.key!)
+  }
   sendEmpty(request.outgoing, 204)
 }
 
@@ -156,10 +160,17 @@ export async function copyObject(ctx: S3Context, request: S3Request): Promise<vo
   const directive = headerOf(incoming, 'x-amz-metadata-directive')?.toUpperCase() ?? 'COPY'
   if (directive !== 'COPY' && directive !== 'REPLACE') throw new S3Error('InvalidArgument', 'x-amz-metadata-directive must be COPY or REPLACE')
   if (directive === 'COPY' && source === key) throw new S3Error('InvalidRequest', 'this copy request is illegal because it is trying to copy an object to itself without changing anything')
-  const contentType = directive === 'REPLACE' ? contentTypeOf(request) : undefined
-  const meta = await storeOp(store, 'copy')(source, key!, { contentType })
+  // REPLACE sets the metadata anew: without a Content-Type the object is typed as a PutObject
+  // would type it by its key (S3 gives it its default type), never left with the source's.
+  const contentType = directive === 'REPLACE' ? (contentTypeOf(request) ?? contentTypeFromKey(key!) ?? DEFAULT_CONTENT_TYPE) : undefined
+  let meta
+  try {
+    meta = await storeOp(store, 'copy')(source, key!, { contentType })
+  } finally {
+    // Even when the store failed: it may have written the destination all the same.
+    await ctx.objects.invalidate(store, key!)
+  }
   if (!meta) throw new S3Error('NoSuchKey', 'the specified copy source does not exist')
-  await ctx.objects.invalidate(store, key!)
   sendXml(request.outgoing, 200, xmlDocument('CopyObjectResult', [
     ['ETag', meta.etag],
     ['LastModified', meta.lastModified ?? new Date()],
