@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
+import path from 'node:path'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
 import { createVerifier, decodeBase64Url, encodeBase64Url, generateKeyPair, sign } from '../src/auth/keys.ts'
@@ -13,6 +14,7 @@ import { type KeyRing, presign, presignPayload, signPayload, verifyLink, verifyS
 import { type TokenEntry, createTokenMatcher, generateToken, hashToken, tokenAllows, tokenRefusal } from '../src/auth/tokens.ts'
 import { parseSeconds } from '../src/config/duration.ts'
 import { validateConfig } from '../src/config/load.ts'
+import { ROOT } from './helpers/gateway.ts'
 import { AuthError, ForbiddenError } from '../src/errors.ts'
 
 const NOW = 1_800_000_000_000
@@ -40,8 +42,9 @@ const signed = (payload: object, pair = keys) => {
   return `${encodeBase64Url(bytes)}.${encodeBase64Url(sign(bytes, decodeBase64Url(pair.private_key)!))}`
 }
 
-describe("Cachegate's version 1 vectors (/work/shared/vectors/cachegate-links.json)", () => {
-  const vectors = JSON.parse(readFileSync(new URL('./fixtures/cachegate-links.json', import.meta.url), 'utf8')) as {
+describe("Cachegate's version 1 vectors (../shared/vectors/cachegate-links.json)", () => {
+  // The shared fixtures sit beside the clone (in CI too): read there, never copied.
+  const vectors = JSON.parse(readFileSync(path.join(ROOT, '../shared/vectors/cachegate-links.json'), 'utf8')) as {
     cases: { name: string; public_key: string; payload: string; request: string; sig: string }[]
   }
   for (const vector of vectors.cases) {
