@@ -1,12 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { pipeline } from 'node:stream'
 import type { Readable } from 'node:stream'
 import type { ContainerClient } from '@azure/storage-blob'
-import { BadRequestError, InvalidPartError, NoSuchUploadError, isDomainError } from '../errors.ts'
+import { BadRequestError, InvalidPartError, NoSuchUploadError } from '../errors.ts'
 import { RESERVED_PREFIX, checkAzureKey } from './azure-admin.ts'
 import { isAzureNotFound, toUpstreamError } from './azure.ts'
 import { quoteEtag } from './common.ts'
-import { checkCompletion, checkPartNumber, exactSize, unquote } from './multipart.ts'
+import { checkCompletion, checkPartNumber, sizedPart, unquote } from './multipart.ts'
 import type { MultipartPart, ObjectMeta, StoreAdmin } from './types.ts'
 
 /** Upload ids we mint: 120 random bits in hex (30 characters, so block ids come out 43 bytes). */
@@ -113,27 +112,17 @@ export function azureMultipart(context: { id: string; container: ContainerClient
     // Put Block sends a Content-Length: the size must be known (S3's UploadPart needs it too).
     if (size === undefined) throw new BadRequestError('an upload part needs its size (Content-Length)')
     if (size > MAX_BLOCK_BYTES) throw new BadRequestError(`an upload part is at most ${MAX_BLOCK_BYTES} bytes on this store`)
-    const sized = exactSize(size)
-    // A body that fails (a wrong size, a client gone) must also end the request, which would
-    // otherwise wait for the bytes its Content-Length promised; that failure is the answer.
-    const request = new AbortController()
-    const signal = options.signal ? AbortSignal.any([options.signal, request.signal]) : request.signal
-    let mismatch: unknown
-    sized.once('error', (error) => {
-      mismatch ??= error
-      request.abort(error)
-    })
+    const part = sizedPart(body, size, options.signal)
     try {
-      await open(key, uploadId, signal)
-      pipeline(body, sized, () => {})
-      await container.getBlockBlobClient(key).stageBlock(blockIdOf(uploadId, partNumber), sized, size, { abortSignal: signal })
-      if (isDomainError(mismatch)) throw mismatch
+      await open(key, uploadId, part.signal)
+      await container.getBlockBlobClient(key).stageBlock(blockIdOf(uploadId, partNumber), part.body, size, { abortSignal: part.signal })
+      const failure = part.failure()
+      if (failure) throw failure
       return { partNumber, etag: etagOf(uploadId, partNumber, size), size, lastModified: new Date() }
     } catch (error) {
       body.destroy()
-      sized.destroy()
-      if (isDomainError(mismatch)) throw mismatch
-      throw toUpstreamError(id, 'upload part', error)
+      part.body.destroy()
+      throw part.failure() ?? toUpstreamError(id, 'upload part', error)
     }
   }
 

@@ -1,5 +1,5 @@
-import { Transform } from 'node:stream'
-import { BadRequestError, InvalidPartError } from '../errors.ts'
+import { type Readable, Transform, pipeline } from 'node:stream'
+import { BadRequestError, InvalidPartError, isDomainError } from '../errors.ts'
 import type { MultipartPart } from './types.ts'
 
 /** S3: part numbers run from 1 to 10,000. */
@@ -45,4 +45,32 @@ export function exactSize(size: number): Transform {
       callback(seen < size ? new BadRequestError(`part body was ${seen} bytes, not the ${size} declared`) : null)
     },
   })
+}
+
+/** A part's body as a store sends it: exactly `size` bytes, with a signal that ends the store's request when the body fails. */
+export interface SizedPart {
+  /** The body to hand to the store's request (fails unless exactly `size` bytes arrive). */
+  body: Transform
+  /** Aborts the store's request when the body fails, or when the caller's signal does. */
+  signal: AbortSignal
+  /** The body's own failure (a wrong size: a `BadRequestError`), when it is a domain error. */
+  failure(): unknown
+}
+
+/**
+ * Pipes `body` through `exactSize(size)`. A body that fails (a wrong size, a client gone) must
+ * also end the store's request, which would otherwise wait for the bytes its Content-Length
+ * promised; that failure is then the answer (`failure()`), not the aborted request's error.
+ */
+export function sizedPart(body: Readable, size: number, outer?: AbortSignal): SizedPart {
+  const sized = exactSize(size)
+  const request = new AbortController()
+  const signal = outer ? AbortSignal.any([outer, request.signal]) : request.signal
+  let mismatch: unknown
+  sized.once('error', (error) => {
+    mismatch ??= error
+    request.abort(error)
+  })
+  pipeline(body, sized, () => {})
+  return { body: sized, signal, failure: () => (isDomainError(mismatch) ? mismatch : undefined) }
 }

@@ -1,4 +1,3 @@
-import { pipeline } from 'node:stream'
 import type { Readable } from 'node:stream'
 import {
   AbortMultipartUploadCommand,
@@ -11,11 +10,11 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3'
 import type { S3Client } from '@aws-sdk/client-s3'
-import { BadRequestError, InvalidPartError, NoSuchUploadError, isDomainError } from '../errors.ts'
+import { BadRequestError, InvalidPartError, NoSuchUploadError } from '../errors.ts'
 import { quoteEtag } from './common.ts'
 import { validateKey } from './key.ts'
 import { checkMaxKeys, compareKeys } from './list.ts'
-import { checkCompletion, checkPartNumber, exactSize } from './multipart.ts'
+import { checkCompletion, checkPartNumber, sizedPart } from './multipart.ts'
 import { isS3NotFound, toUpstreamError } from './s3.ts'
 import type { ListOptions, ListResult, MultipartPart, ObjectMeta, StoreAdmin } from './types.ts'
 
@@ -136,31 +135,20 @@ export function s3Admin(context: S3AdminContext): StoreAdmin {
     checkPartNumber(partNumber)
     // UploadPart streams only with a Content-Length (S3 refuses a chunked body without one).
     if (options.size === undefined) throw new BadRequestError('an upload part needs its size (Content-Length)')
-    const sized = exactSize(options.size)
-    // A body that fails (a wrong size, a client gone) must also end the request, which would
-    // otherwise wait for the bytes its Content-Length promised; that failure is the answer.
-    const request = new AbortController()
-    const signal = options.signal ? AbortSignal.any([options.signal, request.signal]) : request.signal
-    let mismatch: unknown
-    sized.once('error', (error) => {
-      mismatch ??= error
-      request.abort(error)
-    })
-    pipeline(body, sized, () => {})
+    const part = sizedPart(body, options.size, options.signal)
     try {
       const out = await client.send(
-        new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: sized, ContentLength: options.size }),
-        { abortSignal: signal },
+        new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: part.body, ContentLength: options.size }),
+        { abortSignal: part.signal },
       )
       const etag = quoteEtag(out.ETag)
       if (etag === undefined) throw new Error('UploadPart answered no ETag')
       return { partNumber, etag, size: options.size }
     } catch (error) {
-      if (isDomainError(mismatch)) throw mismatch
-      throw multipartError('upload part', error)
+      throw part.failure() ?? multipartError('upload part', error)
     } finally {
       // The SDK may stop reading a body it no longer sends: release the client's stream.
-      sized.destroy()
+      part.body.destroy()
     }
   }
 
