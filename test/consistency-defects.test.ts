@@ -8,10 +8,22 @@ import { createHash, randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, ListObjectsCommand, PutObjectCommand } from '@aws-sdk/client-s3'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, ListObjectsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { toBuffer } from '../src/cache/bytes.ts'
+import { type DiskFs, nodeFs, openDiskCache } from '../src/cache/disk/index.ts'
+import { cacheKey, metaRecordKey, pageKey, pagesPrefix } from '../src/cache/keys.ts'
+import { createMemoryCache } from '../src/cache/memory.ts'
+import type { Cache } from '../src/cache/types.ts'
+import { createLogger } from '../src/log.ts'
+import { Telemetry } from '../src/metrics.ts'
+import { type FreshnessPolicy, type ObjectService, createObjectService } from '../src/objects/index.ts'
+import type { OpenObject } from '../src/objects/types.ts'
 import { createAzureStore } from '../src/stores/azure.ts'
 import { createS3Store } from '../src/stores/s3.ts'
-import type { Store } from '../src/stores/types.ts'
+import type { ByteRange, Store } from '../src/stores/types.ts'
 import { type CountingProxy, startCountingProxy } from './helpers/counting-proxy.ts'
 import { type AzuriteHandle, type S3rverHandle, startAzurite, startS3rver } from './helpers/emulators.ts'
 import { BEARER, type TestGateway, startGateway } from './helpers/gateway.ts'
@@ -35,6 +47,61 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 500 && !condition(); i++) await sleep(5)
   assert.ok(condition(), `timed out waiting for ${what}`)
 }
+
+
+/** A clock the test moves: ages pass by moving it, never by sleeping. */
+function testClock() {
+  let offset = 0
+  return { now: () => Date.now() + offset, advance: (ms: number) => void (offset += ms) }
+}
+
+/** A gate the test opens: `wait()` resolves once `open()` is called. */
+function gate() {
+  let open!: () => void
+  const opened = new Promise<void>((resolve) => (open = resolve))
+  return { wait: () => opened, open: () => open() }
+}
+
+/**
+ * A real cache that counts its deletes and can hold one: `holdDelete(key)` makes the next
+ * delete of `key` wait (after it is done) until the returned gate opens.
+ */
+function watchedCache(inner: Cache) {
+  const deleted: string[] = []
+  const holds = new Map<string, { reached: boolean; gate: ReturnType<typeof gate> }>()
+  const cache: Cache = {
+    ...inner,
+    async delete(key) {
+      deleted.push(key)
+      await inner.delete(key)
+      const hold = holds.get(key)
+      if (hold && !hold.reached) {
+        hold.reached = true
+        await hold.gate.wait()
+      }
+    },
+  }
+  return {
+    cache,
+    deleted,
+    holdDelete(key: string) {
+      const hold = { reached: false, gate: gate() }
+      holds.set(key, hold)
+      return { reached: () => hold.reached, release: hold.gate.open }
+    },
+  }
+}
+
+/** Reads one range (or all) of an opened object, planning it first as the HTTP layer does. */
+async function readObject(object: OpenObject, range?: ByteRange): Promise<Buffer> {
+  if (range) await object.cached([range])
+  const body = await object.read(range)
+  if (!(body instanceof Readable)) return toBuffer(body)
+  return Buffer.concat(await body.toArray())
+}
+
+const services = (cache: Cache, options: Partial<Parameters<typeof createObjectService>[0]> = {}): ObjectService =>
+  createObjectService({ cache, maxObjectSize: 8 * KiB, maxUploadSize: 1 << 20, telemetry: new Telemetry(), logger: createLogger('silent'), ...options })
 
 describe('consistency defects against s3rver', () => {
   let s3: S3rverHandle
@@ -153,6 +220,175 @@ describe('consistency defects against s3rver', () => {
       assert.ok(later.body.equals(v2), `served what the store has (got ${later.cg})`)
     })
   })
+  /** Deletes straight in s3rver (the Store interface has no delete). */
+  async function deleteBehind(key: string): Promise<void> {
+    const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: s3.accessKey, secretAccessKey: s3.secretKey } })
+    try {
+      await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key }))
+    } finally {
+      client.destroy()
+    }
+  }
+
+  describe('freshness review defects (object service over s3rver)', () => {
+    const policy: FreshnessPolicy = { revalidateAfter: 30_000, maxStale: 0, negativeTtl: 60_000 }
+
+    it('a PUT that ends while a revalidation that found a 404 drops the copy: no 404 is remembered for it', async () => {
+      const clock = testClock()
+      const watched = watchedCache(createMemoryCache({ maxBytes: 1 << 20, now: clock.now }))
+      // max_object_size 8 KiB: the 16 KiB PUT below is not cached, so only the negative cache decides the next read.
+      const objects = services(watched.cache, { now: clock.now, freshness: new Map([['media', policy]]) })
+      const store = viaProxy()
+      const key = 'neg/whole.bin'
+      const ck = cacheKey('media', key)
+      await put(behind, key, randomBytes(4 * KiB))
+      await readObject((await objects.open(store, key, false))!)
+      await until(() => watched.cache.peek?.(ck) !== undefined, 'the fill to be cached')
+      await deleteBehind(key)
+      clock.advance(31_000)
+
+      // Past max_stale: the read waits for the revalidation, which gets a 404 and drops the copy...
+      const held = watched.holdDelete(ck)
+      const reading = objects.open(store, key, false)
+      await until(held.reached, 'the revalidation to drop the copy')
+      // ...while a PUT of a new version ends.
+      const v2 = randomBytes(16 * KiB)
+      await objects.write(store, key, Readable.from([v2]), { contentType: 'application/octet-stream', size: v2.length })
+      held.release()
+      await reading
+      await objects.settled()
+
+      const later = await objects.open(store, key, false)
+      assert.ok(later, 'the object the PUT wrote is found, not a remembered 404')
+      assert.ok((await readObject(later)).equals(v2))
+    })
+
+    it('a PUT that ends while a paged object\'s revalidation drops its pages: no 404 is remembered for it', async () => {
+      const clock = testClock()
+      const watched = watchedCache(createMemoryCache({ maxBytes: 1 << 20, now: clock.now }))
+      const objects = services(watched.cache, { now: clock.now, pageSize: 1 * KiB, freshness: new Map([['media', policy]]) })
+      const store = viaProxy()
+      const key = 'neg/paged.bin'
+      const ck = cacheKey('media', key)
+      await put(behind, key, randomBytes(16 * KiB))
+      await readObject((await objects.open(store, key, true))!, { start: 0, end: 99 })
+      await until(() => watched.cache.peek?.(pageKey(ck, 0)) !== undefined, 'page 0 to be cached')
+      await deleteBehind(key)
+      clock.advance(31_000)
+
+      const held = watched.holdDelete(pageKey(ck, 0))
+      const reading = objects.open(store, key, true)
+      await until(held.reached, 'the revalidation to drop the pages')
+      const v2 = randomBytes(16 * KiB)
+      await objects.write(store, key, Readable.from([v2]), { contentType: 'application/octet-stream', size: v2.length })
+      held.release()
+      await reading
+      await objects.settled()
+
+      const later = await objects.open(store, key, true)
+      assert.ok(later, 'the object the PUT wrote is found, not a remembered 404')
+      assert.ok((await readObject(later, { start: 0, end: 99 })).equals(v2.subarray(0, 100)))
+    })
+
+    it('a changed large object: only its cached pages are deleted, not every page number', async () => {
+      const clock = testClock()
+      const watched = watchedCache(createMemoryCache({ maxBytes: 1 << 20, now: clock.now }))
+      // 1 MiB in 16-byte pages: 65,536 page numbers, of which the read below caches a handful.
+      const objects = services(watched.cache, { now: clock.now, maxObjectSize: 64, pageSize: 16, freshness: new Map([['media', policy]]) })
+      const store = viaProxy()
+      const key = 'pages/large.bin'
+      const ck = cacheKey('media', key)
+      await put(behind, key, randomBytes(1024 * KiB))
+      await readObject((await objects.open(store, key, true))!, { start: 0, end: 40 })
+      await until(() => watched.cache.peek?.(pageKey(ck, 2)) !== undefined && objects.inflightFills() === 0, 'the pages read (and read ahead) to be cached')
+      const cached = watched.cache.keys!(pagesPrefix(ck))
+      assert.ok(cached.length >= 3 && cached.length < 10, `a few pages cached (${cached.length})`)
+
+      const v2 = randomBytes(1024 * KiB)
+      await put(behind, key, v2)
+      clock.advance(31_000)
+      watched.deleted.length = 0
+      const later = await objects.open(store, key, true)
+      assert.ok((await readObject(later!, { start: 0, end: 40 })).equals(v2.subarray(0, 41)))
+      await objects.settled()
+      const pageDeletes = watched.deleted.filter((deleted) => deleted.startsWith(pagesPrefix(ck)))
+      // The count first: a diff of 65,536 keys against a handful would take assert minutes to print.
+      assert.equal(pageDeletes.length, cached.length, `${pageDeletes.length} page deletes for ${cached.length} cached pages`)
+      assert.deepEqual(pageDeletes.sort(), [...cached].sort(), 'exactly the pages that were cached')
+    })
+
+    it('verify_only: a ranged GET that joins a first GET of a too-large object never serves cached pages', async () => {
+      const cache = createMemoryCache({ maxBytes: 1 << 20 })
+      const objects = services(cache, { maxObjectSize: 32, pageSize: 16, verifyOnly: true })
+      const store = viaProxy()
+      const key = 'verify/large.bin'
+      const ck = cacheKey('media', key)
+      const bytes = randomBytes(1 * KiB)
+      const meta = await put(behind, key, bytes)
+      // A cached page of this very version whose bytes went bad: what verify_only is there to catch.
+      await cache.set(pageKey(ck, 0), { ...meta, size: 16 }, Buffer.alloc(16, 'X'))
+      proxy.reset()
+      // The first GET's answer is held, so the ranged GET below surely joins its flight.
+      proxy.configure({ delayAnswerFor: ({ method }) => (method === 'GET' ? 300 : undefined) })
+      try {
+        const first = objects.open(store, key, false)
+        await until(() => (proxy.counts.byMethod.GET ?? 0) === 1, 'the first GET to reach the store')
+        const ranged = await objects.open(store, key, true)
+        assert.ok(ranged)
+        assert.notEqual(ranged.source, 'page', 'not read through the page cache')
+        assert.ok((await readObject(ranged, { start: 0, end: 15 })).equals(bytes.subarray(0, 16)), 'the store\'s bytes, not the cached page')
+        const whole = await first
+        assert.ok(whole && (await readObject(whole)).equals(bytes))
+      } finally {
+        proxy.configure({})
+      }
+    })
+  })
+})
+
+describe('purge and the disk tier\'s writes still under way', () => {
+  /** The real fs, with every rename (the last step of an entry write) held while `held` is set. */
+  function holdingFs() {
+    let held: ReturnType<typeof gate> | undefined
+    let waiting = 0
+    const fs: DiskFs = {
+      ...nodeFs,
+      async rename(from, to) {
+        if (held) {
+          waiting++
+          await held.wait()
+        }
+        return nodeFs.rename(from, to)
+      },
+    }
+    return { fs, waiting: () => waiting, hold: () => (held = gate()), release: () => held?.open() }
+  }
+
+  for (const what of [{ prefix: 'dp/' }, { path: 'dp/a.bin' }]) {
+    it(`a purge by ${'prefix' in what ? 'prefix' : 'path'} cancels a disk write that has not landed: it is not cached after the purge`, async () => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'cachegate-purge-pending-'))
+      const held = holdingFs()
+      const disk = await openDiskCache({ path: dir, maxBytes: 1 << 22, fs: held.fs })
+      try {
+        const objects = services(disk)
+        const ck = cacheKey('media', 'dp/a.bin')
+        const bytes = randomBytes(4 * KiB)
+        held.hold()
+        const setting = disk.set(ck, { size: bytes.length, contentType: 'application/octet-stream', etag: '"old"' }, bytes)
+        await until(() => held.waiting() === 1, 'the write to reach its rename')
+        await objects.purge('media', what)
+        held.release()
+        await setting
+        await disk.close()
+        assert.equal(await disk.get(ck), undefined, 'the write begun before the purge did not land after it')
+        assert.deepEqual(disk.keys!(''), [])
+      } finally {
+        held.release()
+        await disk.close()
+        await rm(dir, { recursive: true, force: true })
+      }
+    })
+  }
 })
 
 describe('azure listing and the reserved prefix', () => {

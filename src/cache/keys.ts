@@ -22,7 +22,12 @@ export function metaRecordKey(ck: string): string {
 
 /** The cache key of page `index` of a large object. */
 export function pageKey(ck: string, index: number): string {
-  return `${ck}\u0000page:${index}`
+  return `${pagesPrefix(ck)}${index}`
+}
+
+/** What every page key of the object `ck` (and nothing else) starts with: to list its cached pages. */
+export function pagesPrefix(ck: string): string {
+  return `${ck}\u0000page:`
 }
 
 /**

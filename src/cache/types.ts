@@ -44,7 +44,7 @@ export interface Cache {
    * revalidated once more).
    */
   refresh?(key: string, meta: ObjectMeta, storedAt: number): void
-  /** The keys held that start with `prefix` (purge), each once across tiers. */
+  /** The keys held, or being written, that start with `prefix` (purge), each once across tiers. */
   keys?(prefix: string): string[]
   /** Per tier, e.g. `{ memory: {...}, disk: {...} }`. */
   stats(): Record<string, TierStats>

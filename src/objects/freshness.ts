@@ -6,7 +6,7 @@
  * (stale-if-error). Large (paged) objects revalidate through their metadata record (a HEAD): a
  * changed version drops every page.
  */
-import { pageKey, revalidateFlightKey } from '../cache/keys.ts'
+import { pageKey, pagesPrefix, revalidateFlightKey } from '../cache/keys.ts'
 import { Singleflight } from '../cache/singleflight.ts'
 import type { Cache, CacheHit } from '../cache/types.ts'
 import type { Logger } from '../log.ts'
@@ -85,6 +85,8 @@ export interface RevalidatorOptions {
 export const RETRY_AFTER_ERROR_MS = 1000
 /** Keys whose last revalidation failed, remembered at most (oldest forgotten first). */
 const FAILED_KEYS = 10_000
+/** Page deletes issued at once. */
+const DELETE_BATCH = 64
 
 export class Revalidator {
   readonly #flights = new Singleflight<string, Revalidation>()
@@ -118,8 +120,10 @@ export class Revalidator {
       }
       if (got === null) {
         await Promise.all([cache.delete(ck), known.forget(ck)])
-        negative.remember(ck, policy.negativeTtl)
         telemetry.revalidation('missing')
+        // A PUT that ended during the awaits above: its object exists, no 404 is to be remembered.
+        if (!isCurrent()) return 'replaced'
+        negative.remember(ck, policy.negativeTtl)
         return 'missing'
       }
       if ('notModified' in got || sameVersion(got.meta, hit.meta)) {
@@ -162,8 +166,10 @@ export class Revalidator {
       }
       await Promise.all([this.#dropPages(ck, meta), known.forget(ck)])
       if (!found) {
-        negative.remember(ck, policy.negativeTtl)
         telemetry.revalidation('missing')
+        // A PUT that ended while the pages were dropped: its object exists, no 404 is to be remembered.
+        if (!isCurrent()) return 'replaced'
+        negative.remember(ck, policy.negativeTtl)
         return 'missing'
       }
       if (isCurrent()) known.remember(ck, typed(key, found))
@@ -208,13 +214,21 @@ export class Revalidator {
     return 'error'
   }
 
+  /**
+   * Deletes the pages of `ck` that are cached, listed by key: deleting every page number of a
+   * 16 GiB object (a million 16 KiB pages, nearly all never cached) blocked the event loop for
+   * seconds. Only a tier that cannot list its keys gets every page number deleted.
+   */
   async #dropPages(ck: string, meta: ObjectMeta): Promise<void> {
     const { cache, pageSize } = this.#options
+    if (cache.keys) return this.#deleteAll(cache.keys(pagesPrefix(ck)))
     const pages = pageSize > 0 ? Math.ceil(meta.size / pageSize) : 0
-    for (let index = 0; index < pages; index += 64) {
-      const batch: Promise<void>[] = []
-      for (let i = index; i < Math.min(pages, index + 64); i++) batch.push(cache.delete(pageKey(ck, i)))
-      await Promise.all(batch)
+    for (let index = 0; index < pages; index += DELETE_BATCH) {
+      await this.#deleteAll(Array.from({ length: Math.min(pages, index + DELETE_BATCH) - index }, (_, i) => pageKey(ck, index + i)))
     }
+  }
+
+  async #deleteAll(keys: readonly string[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += DELETE_BATCH) await Promise.all(keys.slice(i, i + DELETE_BATCH).map((key) => this.#options.cache.delete(key)))
   }
 }

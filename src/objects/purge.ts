@@ -33,11 +33,13 @@ export function createPurge(deps: PurgeDeps) {
     if ('path' in what) {
       const ck = cacheKey(bucket, what.path)
       deps.detach(ck)
-      // A tier that cannot list its keys still loses the object and its record.
-      const keys = cache.keys ? cache.keys(ck).filter((key) => isEntryOf(ck, key)) : [ck, metaRecordKey(ck)]
+      const listed = cache.keys?.(ck).filter((key) => isEntryOf(ck, key))
+      // The object and its record are deleted even when not listed: a tier that cannot list its
+      // keys, or a write of them that lands later, must not outlive the purge.
+      const keys = [...new Set([...(listed ?? []), ck, metaRecordKey(ck)])]
       await dropAll(keys)
       await known.forget(ck)
-      return keys.length + (negative.forget(ck) ? 1 : 0)
+      return (listed ?? keys).length + (negative.forget(ck) ? 1 : 0)
     }
     const prefix = cacheKey(bucket, what.prefix)
     // Before listing: a fill in flight for an object not cached yet would cache old bytes after the purge.

@@ -157,7 +157,8 @@ export function createReadPath(options: ReadPathOptions) {
     const outcome = await value
     if (outcome.kind === 'missing') return null
     if (outcome.kind === 'fill') return fromFill(outcome.fill, joined)
-    if (pageSize > 0 && ranged) {
+    // `verify_only` never serves cached bytes: a ranged GET that joined a too-large first GET reads exact ranges.
+    if (pageSize > 0 && ranged && !verifyOnly) {
       outcome.take()?.destroy()
       return pagedObject(store, key, ck, outcome.meta, method, joined ? 'inflight' : 'miss')
     }

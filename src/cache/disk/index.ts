@@ -149,7 +149,12 @@ export async function openDiskCache(options: DiskCacheOptions): Promise<DiskCach
       if (entry && entry.meta.size === meta.size && entry.meta.etag === meta.etag) entry.storedAt = storedAt
     },
 
-    keys: (prefix) => keysWith(index.keys(), prefix),
+    /** With the writes under way: a purge must delete (and so cancel) a set that has not landed yet. */
+    keys(prefix) {
+      const found = keysWith(index.keys(), prefix)
+      for (const key of pending.keys()) if (key.startsWith(prefix) && index.peek(key) === undefined) found.push(key)
+      return found
+    },
 
     stats(): Record<string, TierStats> {
       return { disk: { entries: index.size, bytes: index.bytes, maxBytes } }
