@@ -1,14 +1,17 @@
 /**
  * AWS Signature Version 4 on incoming requests, header (`Authorization: AWS4-HMAC-SHA256 …`)
- * or presigned query (`X-Amz-Algorithm=…&X-Amz-Signature=…`). The canonical request is built by
- * `@smithy/signature-v4` (the signer the AWS SDKs use: path, query and header canonicalisation,
- * the error-prone part) from the request as received; the signing key is derived by it once per
- * (access key, day, region) and kept (bounded); the final HMAC is compared in constant time.
+ * or presigned query (`X-Amz-Algorithm=…&X-Amz-Signature=…`), checked synchronously (a memory
+ * hit is answered with no promise). The query is canonicalised by `@smithy/signature-v4`'s
+ * `getCanonicalQuery` (the signer the AWS SDKs use: its URI escaping is the error-prone part);
+ * the rest of the canonical request is built here the way smithy's signer builds it (S3 signs
+ * the path as sent; headers lower-cased, sorted, whitespace folded) and test/s3-sigv4-smithy.test.ts
+ * checks the two agree on random requests. The signing key is derived once per (access key,
+ * day) and kept (bounded); the final HMAC is compared in constant time.
  * AWS docs: "Authenticating Requests (AWS Signature Version 4)".
  */
-import { createHash, createHmac, hash, timingSafeEqual } from 'node:crypto'
+import { createHmac, hash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { SignatureV4, getCanonicalHeaders, getSigningKey } from '@smithy/signature-v4'
+import { getCanonicalQuery } from '@smithy/signature-v4'
 import { S3Error } from '../errors.ts'
 import { headerOf } from '../headers.ts'
 import { type QueryBag, single } from '../query.ts'
@@ -38,34 +41,11 @@ export interface VerifiedRequest {
   signString(text: string): string
 }
 
-type HttpRequest = Parameters<typeof getCanonicalHeaders>[0]
-type HeaderBag = ReturnType<typeof getCanonicalHeaders>
+const hmac = (key: Buffer | string, text: string) => createHmac('sha256', key).update(text).digest()
 
-/** node:crypto behind the hash interface the smithy signer takes (a key makes it an HMAC). */
-class NodeSha256 {
-  readonly #hash
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.#hash = secret === undefined ? createHash('sha256') : createHmac('sha256', typeof secret === 'string' ? secret : Buffer.from(secret as ArrayBuffer))
-  }
-  update(data: Uint8Array | string): void {
-    this.#hash.update(data)
-  }
-  async digest(): Promise<Uint8Array> {
-    return this.#hash.digest()
-  }
-  reset(): void {}
-}
-
-/** Exposes smithy's canonical request (protected: the signer builds it before signing). */
-class CanonicalRequests extends SignatureV4 {
-  constructor() {
-    // S3 signs the path as sent, not double-encoded (unlike every other AWS service). No
-    // credentials are used here: only the canonical request is asked of this instance.
-    super({ service: 's3', region: 'unused', credentials: { accessKeyId: '', secretAccessKey: '' }, sha256: NodeSha256, uriEscapePath: false })
-  }
-  build(request: HttpRequest, signedHeaders: ReadonlySet<string>, payloadHash: string): string {
-    return this.createCanonicalRequest(request, getCanonicalHeaders(request, undefined, signedHeaders as Set<string>), payloadHash)
-  }
+/** `kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")` (what smithy's `getSigningKey` computes, synchronously). */
+export function deriveSigningKey(secretAccessKey: string, shortDate: string, region: string, service: string): Buffer {
+  return hmac(hmac(hmac(hmac(`AWS4${secretAccessKey}`, shortDate), region), service), 'aws4_request')
 }
 
 /** One-shot (Node ≥ 21.7): cheaper than a Hash object for one buffer. */
@@ -102,10 +82,11 @@ function parseCredential(value: string | undefined, region: string, fail: (why: 
   return { accessKeyId, shortDate, region: scopeRegion }
 }
 
-/** A SignedHeaders list, split and as a set (what the canonicaliser takes). */
+/** A SignedHeaders list: as a set, and sorted without repeats (the canonical request's order and its signed-headers line). */
 interface SignedHeaderList {
-  names: readonly string[]
   set: ReadonlySet<string>
+  sorted: readonly string[]
+  line: string
 }
 
 /** Lists seen before (clients send the same few): no split per request. Cleared when full. */
@@ -118,7 +99,9 @@ function parseSignedHeaders(value: string | undefined, fail: (why: string) => S3
   const names = value?.split(';') ?? []
   if (names.length === 0 || names.some((n) => !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(n))) throw fail('SignedHeaders must be lower-case header names separated by ";"')
   if (!names.includes('host')) throw fail('SignedHeaders must include host')
-  const list = { names, set: new Set(names) }
+  const set = new Set(names)
+  const sorted = [...set].sort()
+  const list = { set, sorted, line: sorted.join(';') }
   if (value!.length <= 1024) {
     if (signedHeaderLists.size >= SIGNED_HEADER_LISTS) signedHeaderLists.clear()
     signedHeaderLists.set(value!, list)
@@ -175,18 +158,48 @@ function parseQueryAuth(params: QueryBag, region: string): ParsedAuth {
   return { ...credential, signedHeaders, signature, longDate, presigned: { expires } }
 }
 
-/** The signed headers as received: repeated fields joined with `,` (SigV4 canonical form), or undefined when one is missing. */
-function signedHeaderValues(incoming: IncomingMessage, names: ReadonlySet<string>): HeaderBag | undefined {
-  const values: HeaderBag = {}
+/** Line breaks, tabs, runs of spaces, a leading or trailing space: what SigV4 folds in a header value. */
+const UNFOLDED = /[\r\n\t]|  |^ | $/
+/** A header value as SigV4 canonicalises it (smithy: line breaks to spaces, runs of blanks to one space, trimmed by one). */
+const foldValue = (value: string) => (UNFOLDED.test(value) ? value.replace(/[\r\n]/g, ' ').replace(/[ \t]+/g, ' ').replace(/^ | $/g, '') : value)
+
+/**
+ * The canonical headers block (`name:value\n` for each signed header, sorted) from the headers
+ * as received, repeated fields joined with `,`; undefined when a signed header is missing.
+ */
+function canonicalHeaders(incoming: IncomingMessage, list: SignedHeaderList): string | undefined {
+  const values = new Map<string, string>()
   const raw = incoming.rawHeaders
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase()
-    if (!names.has(name)) continue
+    if (!list.set.has(name)) continue
     const value = raw[i + 1]!
-    values[name] = values[name] === undefined ? value : `${values[name]},${value}`
+    const previous = values.get(name)
+    values.set(name, previous === undefined ? value : `${previous},${value}`)
   }
-  for (const name of names) if (values[name] === undefined) return undefined
-  return values
+  let block = ''
+  for (const name of list.sorted) {
+    const value = values.get(name)
+    if (value === undefined) return undefined
+    block += `${name}:${foldValue(value)}\n`
+  }
+  return block
+}
+
+/**
+ * The canonical request (AWS: "Create a canonical request"): method, the path as sent (S3 is
+ * the one service whose path is not escaped again), the query by smithy's canonicaliser
+ * (`X-Amz-Signature` left out), the headers, the signed-headers line, the payload hash.
+ */
+function canonicalRequest(method: string, path: string, params: QueryBag, headers: string, list: SignedHeaderList, payload: string): string {
+  // smithy reads the request's query only.
+  const query = hasAny(params) ? getCanonicalQuery({ query: params } as Parameters<typeof getCanonicalQuery>[0]) : ''
+  return `${method}\n${path}\n${query}\n${headers}\n${list.line}\n${payload}`
+}
+
+function hasAny(params: QueryBag): boolean {
+  for (const _ in params) return true
+  return false
 }
 
 /**
@@ -225,20 +238,19 @@ export interface SigV4Options {
 /**
  * @example
  * const verifier = createSigV4Verifier({ credentials, region: 'us-east-1', now: Date.now })
- * const verified = await verifier.verify(incoming, path, parseQuery(query))
+ * const verified = verifier.verify(incoming, path, parseQuery(query))
  */
 export function createSigV4Verifier(options: SigV4Options) {
   const { region, now } = options
   const credentials = new Map(options.credentials.map((credential) => [credential.accessKeyId, credential]))
-  const canonical = new CanonicalRequests()
   const signingKeys = new Map<string, Buffer>()
 
-  /** The signing key of (key, day, region), derived by smithy on first use and then kept. */
-  async function signingKey(credential: S3Credential, shortDate: string): Promise<Buffer> {
+  /** The signing key of (key, day, region), derived on first use and then kept. */
+  function signingKey(credential: S3Credential, shortDate: string): Buffer {
     const id = `${credential.accessKeyId}/${shortDate}`
     const known = signingKeys.get(id)
     if (known) return known
-    const derived = Buffer.from(await getSigningKey(NodeSha256, { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey }, shortDate, region, 's3'))
+    const derived = deriveSigningKey(credential.secretAccessKey, shortDate, region, 's3')
     if (signingKeys.size >= SIGNING_KEYS) signingKeys.clear()
     signingKeys.set(id, derived)
     return derived
@@ -258,7 +270,7 @@ export function createSigV4Verifier(options: SigV4Options) {
     return expiresAt
   }
 
-  async function verify(incoming: IncomingMessage, path: string, params: QueryBag): Promise<VerifiedRequest> {
+  function verify(incoming: IncomingMessage, path: string, params: QueryBag): VerifiedRequest {
     const authorization = incoming.headers.authorization
     const fromHeader = authorization !== undefined && authorization.startsWith(`${ALGORITHM} `)
     if (fromHeader && single(params, 'X-Amz-Algorithm') !== undefined) throw new S3Error('InvalidArgument', 'only one auth mechanism allowed: an Authorization header or a presigned query, not both')
@@ -267,20 +279,18 @@ export function createSigV4Verifier(options: SigV4Options) {
     const expiresAt = checkTime(parsed, signingDate)
     const credential = credentials.get(parsed.accessKeyId)
     if (!credential) throw new S3Error('InvalidAccessKeyId', 'the AWS access key id you provided does not exist in our records')
-    const headers = signedHeaderValues(incoming, parsed.signedHeaders.set)
+    const headers = canonicalHeaders(incoming, parsed.signedHeaders)
     if (!headers) throw new S3Error('SignatureDoesNotMatch', 'a header named in SignedHeaders is missing from the request')
     const payloadHeader = headerOf(incoming, 'x-amz-content-sha256')
     if (fromHeader && payloadHeader === undefined) throw new S3Error('InvalidRequest', 'missing required header for this request: x-amz-content-sha256')
     // A presigned URL signs no payload unless the client sent a hash with it.
     const payload = payloadHeader ?? 'UNSIGNED-PAYLOAD'
 
-    // Only what was signed goes in: smithy canonicalises every header it is given.
-    const request: HttpRequest = { method: incoming.method ?? 'GET', protocol: 'http:', hostname: headers.host!, path, query: params, headers }
-    const canonicalRequest = canonical.build(request, parsed.signedHeaders.set, payload)
+    const canonical = canonicalRequest(incoming.method ?? 'GET', path, params, headers, parsed.signedHeaders, payload)
     const scope = `${parsed.shortDate}/${parsed.region}/s3/aws4_request`
-    const key = signingKeys.get(`${credential.accessKeyId}/${parsed.shortDate}`) ?? (await signingKey(credential, parsed.shortDate))
+    const key = signingKey(credential, parsed.shortDate)
     const signString = (text: string) => createHmac('sha256', key).update(text).digest('hex')
-    const expected = signString(`${ALGORITHM}\n${parsed.longDate}\n${scope}\n${sha256Hex(canonicalRequest)}`)
+    const expected = signString(`${ALGORITHM}\n${parsed.longDate}\n${scope}\n${sha256Hex(canonical)}`)
     if (!equalHex(expected, parsed.signature)) {
       throw new S3Error('SignatureDoesNotMatch', 'the request signature we calculated does not match the signature you provided; check your key and signing method')
     }
