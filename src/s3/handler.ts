@@ -20,6 +20,7 @@ import { getBucketLocation, deleteObjects, headBucket, listBuckets, listObjects,
 import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, listParts, uploadPart } from './ops/multipart.ts'
 import { copyObject, deleteObject, getObject, headObject, putObject } from './ops/object.ts'
 import { parseQuery } from './query.ts'
+import { requestIds, tagWithRequestId } from './request-id.ts'
 import { type Operation, type S3Target, isS3Method, operationOf, parseS3Path } from './route.ts'
 import { sendError } from './respond.ts'
 
@@ -64,13 +65,6 @@ export interface S3HandlerDeps {
 
 /** Handles one S3 request; a promise only when the response needs I/O first (as the object routes' handler). */
 export type S3Handler = (incoming: IncomingMessage, outgoing: ServerResponse, path: string, query: string) => Promise<void> | undefined
-
-/** Request ids: unique per process run, no randomness per request. */
-function requestIds(): () => string {
-  const prefix = `${process.pid.toString(16)}${Date.now().toString(16)}`.toUpperCase()
-  let n = 0
-  return () => `${prefix}${(++n).toString(16).toUpperCase().padStart(8, '0')}`
-}
 
 /**
  * @example
@@ -135,7 +129,7 @@ export function createS3Handler(deps: S3HandlerDeps): S3Handler {
   return function s3Handler(incoming, outgoing, path, query) {
     const method = incoming.method ?? 'GET'
     const requestId = nextId()
-    outgoing.setHeader('x-amz-request-id', requestId)
+    tagWithRequestId(outgoing, requestId)
     let pending: Promise<void> | undefined
     try {
       pending = serve(incoming, outgoing, method, path, query)
