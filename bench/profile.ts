@@ -4,6 +4,7 @@
  *
  *   npm run bench:profile                                  # 4 KiB memory hits, bearer, 10 s of wrk
  *   npm run bench:profile -- --workload presigned-4k       # 4 KiB hits, 20,000 distinct presigned URLs (uncached verification)
+ *   npm run bench:profile -- --workload s3-4k              # 4 KiB hits through the S3 front end (one SigV4 header set, fully verified each time)
  *   npm run bench:profile -- --workload hit-1m | disk-1m | cold-stream | cold-fill [--seconds 10] [--top 30]
  *   npm run bench:profile -- --root /path/to/other/checkout   # profile a patched copy
  *
@@ -21,9 +22,10 @@ import { probe, timedGet } from './lib/http.ts'
 import { KiB, MiB, copyObject, randomChunks, s3Client, uploadStream } from './lib/objects.ts'
 import { isInterrupted, onInterrupt, pinSelf, stopAll } from './lib/procs.ts'
 import { startGateway, startS3rverProcess } from './lib/servers.ts'
+import { signedGetHeaders } from './lib/sigv4.ts'
 import { runWrk } from './lib/wrk.ts'
 
-const WORKLOADS = ['hit-4k', 'presigned-4k', 'hit-1m', 'disk-1m', 'cold-stream', 'cold-fill'] as const
+const WORKLOADS = ['hit-4k', 'presigned-4k', 's3-4k', 'hit-1m', 'disk-1m', 'cold-stream', 'cold-fill'] as const
 type WorkloadId = (typeof WORKLOADS)[number]
 
 const { values: flags } = parseArgs({
@@ -39,6 +41,7 @@ if (!WORKLOADS.includes(workload)) throw new Error(`--workload: one of ${WORKLOA
 const seconds = Number(flags.seconds)
 const BEARER = 'bench-bearer-token-0123456789abcdef'
 const bearer = { Authorization: `Bearer ${BEARER}` }
+const S3_KEYS = { accessKey: 'profile-s3', secretKey: 'profile-s3-secret-0123456789abcdef', region: 'us-east-1' }
 const log = (line: string) => process.stderr.write(`${line}\n`)
 
 async function main(): Promise<void> {
@@ -64,7 +67,7 @@ async function main(): Promise<void> {
     }
     const cache = caches[workload] ?? { max_memory: '3GiB', max_object_size: '512MiB' }
     const profDir = path.join(dir, 'prof')
-    const gw = await startGateway('gateway-profiled', path.join(dir, 'gw'), { listen: '127.0.0.1:0', auth: { public_key: keys.public_key, bearer_token: BEARER }, cache, log: { level: 'info' }, stores: { bench: store } }, [
+    const gw = await startGateway('gateway-profiled', path.join(dir, 'gw'), { listen: '127.0.0.1:0', auth: { public_key: keys.public_key, bearer_token: BEARER }, cache, log: { level: 'info' }, stores: { bench: store }, ...(workload === 's3-4k' && { s3_api: { region: S3_KEYS.region, credentials: [{ access_key_id: S3_KEYS.accessKey, secret_access_key: S3_KEYS.secretKey, buckets: ['bench'] }] } }) }, [
       '--cpu-prof',
       '--cpu-prof-dir',
       profDir,
@@ -92,7 +95,13 @@ async function main(): Promise<void> {
         })
         request = { paths, headers: {} }
       }
+      // One header set, signed now: every request is a full SigV4 check (15-minute skew: keep --seconds short).
+      if (workload === 's3-4k') request = { paths: [`/bench/${key}`], headers: signedGetHeaders(`${gw.url}/bench/${key}`, S3_KEYS) }
       await probe(`${gw.url}/bench/${key}`, bearer)
+      if (workload === 's3-4k') {
+        const checked = await probe(`${gw.url}/bench/${key}`, request.headers)
+        if (checked.status !== 200) throw new Error(`s3-4k: the signed GET got ${checked.status}`)
+      }
       const result = await runWrk({ url: gw.url, request, dynamic: request.paths.length > 1, connections: 32, durationSeconds: seconds, scriptDir: dir })
       log(`  wrk: ${Math.round(result.rps)} req/s, p99 ${result.p99Ms.toFixed(1)} ms, ${result.errors} errors`)
     }

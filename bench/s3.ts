@@ -11,10 +11,14 @@
  * - `s3 varied`: `--signatures` header sets (default 1,000), each signing a different
  *   `x-amz-meta-nonce`, sent in turn: the same check with a canonical request that changes.
  *
+ * Besides req/s (which a busy machine skews), the gateway's own CPU time per request is shown
+ * (user + system, from /proc; Linux): the cost of each path, whatever else runs beside it.
+ *
  *   npm run bench:s3 [-- --duration 5 --rounds 3 --connections 32 --signatures 1000]
  * A run must finish within 15 minutes of its start (the signatures' clock skew).
  */
 import { createHash, createHmac } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -99,14 +103,28 @@ interface Run {
   rps: number
   p99Ms: number
   errors: number
+  /** The gateway's CPU time per request, µs (NaN without /proc). */
+  cpuUs: number
 }
 
-async function wrk(base: string, file: string): Promise<Run> {
+/** User + system CPU time of process `pid` in ms (/proc/<pid>/stat, clock ticks of 10 ms), NaN where there is no /proc. */
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  } catch {
+    return Number.NaN
+  }
+}
+
+async function wrk(base: string, file: string, pid: number): Promise<Run> {
+  const cpuBefore = cpuMs(pid)
   const stdout = await runToEnd('wrk', 'wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--timeout', '30s', '-s', file, base])
   const match = /WRKJSON (\{.*\})/.exec(stdout)
   if (!match) throw new Error(`wrk printed no summary:\n${stdout}`)
   const raw = JSON.parse(match[1]!) as { requests: number; duration_us: number; errors: number; p99_us: number }
-  return { rps: raw.requests / (raw.duration_us / 1e6), p99Ms: raw.p99_us / 1000, errors: raw.errors }
+  return { rps: raw.requests / (raw.duration_us / 1e6), p99Ms: raw.p99_us / 1000, errors: raw.errors, cpuUs: ((cpuMs(pid) - cpuBefore) * 1000) / raw.requests }
 }
 
 async function main(): Promise<void> {
@@ -152,8 +170,8 @@ async function main(): Promise<void> {
     for (let round = 1; round <= ROUNDS; round++) {
       for (const variant of variants) {
         if (isInterrupted()) return
-        const run = await wrk(gateway.url, variant.file)
-        log(`round ${round}: ${variant.object.name} ${variant.name}: ${count(run.rps)} req/s, p99 ${fixed(run.p99Ms)} ms${run.errors ? `, ${run.errors} errors` : ''}`)
+        const run = await wrk(gateway.url, variant.file, gateway.child.pid)
+        log(`round ${round}: ${variant.object.name} ${variant.name}: ${count(run.rps)} req/s, p99 ${fixed(run.p99Ms)} ms, gateway CPU ${fixed(run.cpuUs, 1)} µs/req${run.errors ? `, ${run.errors} errors` : ''}`)
         results.get(variant)!.push(run)
       }
     }
@@ -163,10 +181,12 @@ async function main(): Promise<void> {
     for (const object of OBJECTS) {
       const of = (name: string) => results.get(variants.find((v) => v.object === object && v.name === name)!)!
       const bearer = median(of('bearer').map((r) => r.rps))
+      const bearerCpu = median(of('bearer').map((r) => r.cpuUs))
       for (const name of ['bearer', 's3', 's3 varied']) {
         const runs = of(name)
         const rps = median(runs.map((r) => r.rps))
-        rows.push([object.name, name, count(rps), fixed(median(runs.map((r) => r.p99Ms))), fixed(rps / bearer), String(runs.reduce((n, r) => n + r.errors, 0))])
+        const cpu = median(runs.map((r) => r.cpuUs))
+        rows.push([object.name, name, count(rps), fixed(median(runs.map((r) => r.p99Ms))), fixed(rps / bearer), fixed(cpu, 1), fixed(bearerCpu / cpu), String(runs.reduce((n, r) => n + r.errors, 0))])
       }
       if (object.size === 4096) {
         const s3 = median(of('s3').map((r) => r.rps)) / bearer
@@ -179,7 +199,7 @@ async function main(): Promise<void> {
         '',
         `${machineLine()}; load ${load} → ${loadAverage()}; ${DURATION} s × ${ROUNDS} interleaved rounds, c=${CONNECTIONS}; medians`,
         '',
-        table(['object', 'client', 'req/s', 'p99 ms', '× bearer', 'errors'], rows, ['l', 'l', 'r', 'r', 'r', 'r']),
+        table(['object', 'client', 'req/s', 'p99 ms', '× bearer', 'gw CPU µs/req', 'bearer CPU ÷ this', 'errors'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r']),
         '',
         ...verdicts,
         '',

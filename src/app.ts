@@ -186,7 +186,7 @@ export function createApp(deps: AppDeps) {
     // SigV4-signed (one header prefix or one query key): S3's dialect, bucket-level paths included.
     if (s3Handler && isSigV4Request(incoming, query)) {
       if (readiness.draining) outgoing.setHeader('Connection', 'close')
-      s3Handler(incoming, outgoing, path, query).catch((error: unknown) => unhandled(outgoing, error))
+      s3Handler(incoming, outgoing, path, query)?.catch((error: unknown) => unhandled(outgoing, error))
       return
     }
     // Only an object PUT reads a body; any other body would be read and discarded by Node to

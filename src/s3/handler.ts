@@ -20,13 +20,15 @@ import { getBucketLocation, deleteObjects, headBucket, listBuckets, listObjects,
 import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, listParts, uploadPart } from './ops/multipart.ts'
 import { copyObject, deleteObject, getObject, headObject, putObject } from './ops/object.ts'
 import { parseQuery } from './query.ts'
+import { requestIds, tagWithRequestId } from './request-id.ts'
 import { type Operation, type S3Target, isS3Method, operationOf, parseS3Path } from './route.ts'
 import { sendError } from './respond.ts'
 
 export { isSigV4Request } from './auth/sigv4.ts'
 export type { S3Credential } from './auth/scope.ts'
 
-type Run = (ctx: S3Context, request: S3Request) => Promise<void>
+/** An operation: a promise only when its answer needs I/O first (GetObject's memory hit needs none). */
+type Run = (ctx: S3Context, request: S3Request) => Promise<void> | undefined
 
 const OPERATIONS: Record<Exclude<Operation, 'ListBuckets'>, Run> = {
   HeadBucket: headBucket,
@@ -61,19 +63,13 @@ export interface S3HandlerDeps {
   hooks?: ObjectHooks
 }
 
-export type S3Handler = (incoming: IncomingMessage, outgoing: ServerResponse, path: string, query: string) => Promise<void>
-
-/** Request ids: unique per process run, no randomness per request. */
-function requestIds(): () => string {
-  const prefix = `${process.pid.toString(16)}${Date.now().toString(16)}`.toUpperCase()
-  let n = 0
-  return () => `${prefix}${(++n).toString(16).toUpperCase().padStart(8, '0')}`
-}
+/** Handles one S3 request; a promise only when the response needs I/O first (as the object routes' handler). */
+export type S3Handler = (incoming: IncomingMessage, outgoing: ServerResponse, path: string, query: string) => Promise<void> | undefined
 
 /**
  * @example
  * const s3 = createS3Handler({ stores, objects, credentials, region: 'us-east-1', maxUploadSize, telemetry, logger })
- * if (isSigV4Request(incoming, query)) return void s3(incoming, outgoing, path, query)
+ * if (isSigV4Request(incoming, query)) return void s3(incoming, outgoing, path, query)?.catch(destroy)
  */
 export function createS3Handler(deps: S3HandlerDeps): S3Handler {
   const { stores, telemetry, logger } = deps
@@ -90,17 +86,19 @@ export function createS3Handler(deps: S3HandlerDeps): S3Handler {
   /** Object paths already decoded and checked (filled only after auth, as on the bearer routes). */
   const paths = new ParsedPaths()
 
-  async function serve(incoming: IncomingMessage, outgoing: ServerResponse, method: string, path: string, query: string): Promise<void> {
+  /** Verify, scope, route, run; throws S3 or domain errors. */
+  function serve(incoming: IncomingMessage, outgoing: ServerResponse, method: string, path: string, query: string): Promise<void> | undefined {
     if (!isS3Method(method)) throw new S3Error('MethodNotAllowed', `${method} is not an S3 method`)
     const target: S3Target = paths.get(path) ?? parseS3Path(path)
     if (target.key !== undefined) deps.hooks?.decorate?.(incoming, outgoing, { bucket: target.bucket!, key: target.key })
     const params = parseQuery(query)
-    const verified = await verifier.verify(incoming, path, params)
+    const verified = verifier.verify(incoming, path, params)
     const operation = operationOf(method, target, params, incoming.headers['x-amz-copy-source'] !== undefined)
     const { credential } = verified
     if (operation === 'ListBuckets') {
       if (!credential.methods.has('GET')) throw new S3Error('AccessDenied', 'this access key may not use GET')
-      return listBuckets(ctx, credential, outgoing)
+      listBuckets(ctx, credential, outgoing)
+      return undefined
     }
     const bucket = target.bucket!
     authorize(credential, method, bucket, target.key)
@@ -127,12 +125,21 @@ export function createS3Handler(deps: S3HandlerDeps): S3Handler {
     sendError(outgoing, method, s3, path, requestId)
   }
 
+  /** A memory hit is served synchronously, with no promise or closure of its own (as on the object routes). */
   return function s3Handler(incoming, outgoing, path, query) {
     const method = incoming.method ?? 'GET'
     const requestId = nextId()
-    outgoing.setHeader('x-amz-request-id', requestId)
-    return serve(incoming, outgoing, method, path, query)
-      .catch((error: unknown) => fail(outgoing, method, path, requestId, error))
-      .finally(() => countWhenDone(telemetry, outgoing, method))
+    tagWithRequestId(outgoing, requestId)
+    let pending: Promise<void> | undefined
+    try {
+      pending = serve(incoming, outgoing, method, path, query)
+    } catch (error) {
+      fail(outgoing, method, path, requestId, error)
+    }
+    if (!pending) {
+      countWhenDone(telemetry, outgoing, method)
+      return undefined
+    }
+    return pending.catch((error: unknown) => fail(outgoing, method, path, requestId, error)).finally(() => countWhenDone(telemetry, outgoing, method))
   }
 }

@@ -24,7 +24,8 @@ export function parseQuery(query: string): QueryBag {
     }
     // A plain object is what the signer takes: keep its prototype out of reach.
     if (name === '__proto__' || name === 'constructor' || name === 'prototype') throw new S3Error('InvalidArgument', `query parameter "${name}" is not accepted`)
-    const previous = bag[name]
+    // Own values only: a name such as `valueOf` or `toString` is a parameter like any other.
+    const previous = Object.hasOwn(bag, name) ? bag[name] : undefined
     bag[name] = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value]
   }
   return bag

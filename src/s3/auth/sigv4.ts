@@ -1,14 +1,17 @@
 /**
  * AWS Signature Version 4 on incoming requests, header (`Authorization: AWS4-HMAC-SHA256 …`)
- * or presigned query (`X-Amz-Algorithm=…&X-Amz-Signature=…`). The canonical request is built by
- * `@smithy/signature-v4` (the signer the AWS SDKs use: path, query and header canonicalisation,
- * the error-prone part) from the request as received; the signing key is derived by it once per
- * (access key, day, region) and kept (bounded); the final HMAC is compared in constant time.
+ * or presigned query (`X-Amz-Algorithm=…&X-Amz-Signature=…`), checked synchronously (a memory
+ * hit is answered with no promise). The query is canonicalised by `@smithy/signature-v4`'s
+ * `getCanonicalQuery` (the signer the AWS SDKs use: its URI escaping is the error-prone part);
+ * the rest of the canonical request is built here the way smithy's signer builds it (S3 signs
+ * the path as sent; headers lower-cased, sorted, whitespace folded) and test/s3-sigv4-smithy.test.ts
+ * checks the two agree on random requests. The signing key is derived once per (access key,
+ * day) and kept (bounded); the final HMAC is compared in constant time.
  * AWS docs: "Authenticating Requests (AWS Signature Version 4)".
  */
-import { createHash, createHmac, hash, timingSafeEqual } from 'node:crypto'
+import { createHmac, hash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { SignatureV4, getCanonicalHeaders, getSigningKey } from '@smithy/signature-v4'
+import { getCanonicalQuery } from '@smithy/signature-v4'
 import { S3Error } from '../errors.ts'
 import { headerOf } from '../headers.ts'
 import { type QueryBag, single } from '../query.ts'
@@ -38,34 +41,11 @@ export interface VerifiedRequest {
   signString(text: string): string
 }
 
-type HttpRequest = Parameters<typeof getCanonicalHeaders>[0]
-type HeaderBag = ReturnType<typeof getCanonicalHeaders>
+const hmac = (key: Buffer | string, text: string) => createHmac('sha256', key).update(text).digest()
 
-/** node:crypto behind the hash interface the smithy signer takes (a key makes it an HMAC). */
-class NodeSha256 {
-  readonly #hash
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.#hash = secret === undefined ? createHash('sha256') : createHmac('sha256', typeof secret === 'string' ? secret : Buffer.from(secret as ArrayBuffer))
-  }
-  update(data: Uint8Array | string): void {
-    this.#hash.update(data)
-  }
-  async digest(): Promise<Uint8Array> {
-    return this.#hash.digest()
-  }
-  reset(): void {}
-}
-
-/** Exposes smithy's canonical request (protected: the signer builds it before signing). */
-class CanonicalRequests extends SignatureV4 {
-  constructor() {
-    // S3 signs the path as sent, not double-encoded (unlike every other AWS service). No
-    // credentials are used here: only the canonical request is asked of this instance.
-    super({ service: 's3', region: 'unused', credentials: { accessKeyId: '', secretAccessKey: '' }, sha256: NodeSha256, uriEscapePath: false })
-  }
-  build(request: HttpRequest, signedHeaders: ReadonlySet<string>, payloadHash: string): string {
-    return this.createCanonicalRequest(request, getCanonicalHeaders(request, undefined, signedHeaders as Set<string>), payloadHash)
-  }
+/** `kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")` (what smithy's `getSigningKey` computes, synchronously). */
+export function deriveSigningKey(secretAccessKey: string, shortDate: string, region: string, service: string): Buffer {
+  return hmac(hmac(hmac(hmac(`AWS4${secretAccessKey}`, shortDate), region), service), 'aws4_request')
 }
 
 /** One-shot (Node ≥ 21.7): cheaper than a Hash object for one buffer. */
@@ -83,12 +63,20 @@ interface ParsedAuth {
 
 const LONG_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/
 
-function parseLongDate(value: string | undefined, fail: (why: string) => S3Error): Date {
+/** The last date parsed (clients sign many requests within one second): no regex for a repeat. */
+let lastLongDate = ''
+let lastLongDateMs = 0
+
+/** `YYYYMMDDTHHMMSSZ` → unix milliseconds. */
+function parseLongDate(value: string | undefined, fail: (why: string) => S3Error): number {
+  if (value === lastLongDate) return lastLongDateMs
   const m = value === undefined ? null : LONG_DATE.exec(value)
   if (!m) throw fail('X-Amz-Date must be YYYYMMDDTHHMMSSZ')
   const ms = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]))
   if (!Number.isFinite(ms)) throw fail('X-Amz-Date is not a date')
-  return new Date(ms)
+  lastLongDate = value!
+  lastLongDateMs = ms
+  return ms
 }
 
 /** `AKID/20260101/us-east-1/s3/aws4_request` → its parts, checked against the configured region. */
@@ -102,10 +90,11 @@ function parseCredential(value: string | undefined, region: string, fail: (why: 
   return { accessKeyId, shortDate, region: scopeRegion }
 }
 
-/** A SignedHeaders list, split and as a set (what the canonicaliser takes). */
+/** A SignedHeaders list: as a set, and sorted without repeats (the canonical request's order and its signed-headers line). */
 interface SignedHeaderList {
-  names: readonly string[]
   set: ReadonlySet<string>
+  sorted: readonly string[]
+  line: string
 }
 
 /** Lists seen before (clients send the same few): no split per request. Cleared when full. */
@@ -118,7 +107,9 @@ function parseSignedHeaders(value: string | undefined, fail: (why: string) => S3
   const names = value?.split(';') ?? []
   if (names.length === 0 || names.some((n) => !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(n))) throw fail('SignedHeaders must be lower-case header names separated by ";"')
   if (!names.includes('host')) throw fail('SignedHeaders must include host')
-  const list = { names, set: new Set(names) }
+  const set = new Set(names)
+  const sorted = [...set].sort()
+  const list = { set, sorted, line: sorted.join(';') }
   if (value!.length <= 1024) {
     if (signedHeaderLists.size >= SIGNED_HEADER_LISTS) signedHeaderLists.clear()
     signedHeaderLists.set(value!, list)
@@ -128,12 +119,28 @@ function parseSignedHeaders(value: string | undefined, fail: (why: string) => S3
 
 /** The layout every AWS SDK and CLI sends; anything else goes through the field-by-field parser. */
 const USUAL_AUTHORIZATION = /^AWS4-HMAC-SHA256 Credential=([^,\s]+), ?SignedHeaders=([^,\s]+), ?Signature=([0-9a-f]{64})$/
+const SIGNATURE = /^[0-9a-f]{64}$/
 
-/** `Credential=…, SignedHeaders=…, Signature=…` as a map: the usual layout by one regex, any other field by field. */
-function authorizationFields(authorization: string, fail: (why: string) => S3Error): Map<string, string> {
+/**
+ * What an Authorization header of the usual layout says before its 64-digit signature
+ * (algorithm, credential scope, SignedHeaders), parsed and checked: the same for every request
+ * a client signs that day, so a repeat costs one lookup, not a regex and two splits. Per
+ * verifier (the region check is in it); cleared when full.
+ */
+interface AuthorizationPrefix {
+  accessKeyId: string
+  shortDate: string
+  region: string
+  signedHeaders: SignedHeaderList
+}
+type AuthorizationPrefixes = Map<string, AuthorizationPrefix>
+const AUTHORIZATION_PREFIXES = 1000
+
+/** `Credential=…, SignedHeaders=…, Signature=…` as a map (`usual`: in the usual layout, read by one regex), any other layout field by field. */
+function authorizationFields(authorization: string, fail: (why: string) => S3Error): { fields: Map<string, string>; usual: boolean } {
   const fields = new Map<string, string>()
   const usual = USUAL_AUTHORIZATION.exec(authorization)
-  if (usual) return fields.set('Credential', usual[1]!).set('SignedHeaders', usual[2]!).set('Signature', usual[3]!)
+  if (usual) return { fields: fields.set('Credential', usual[1]!).set('SignedHeaders', usual[2]!).set('Signature', usual[3]!), usual: true }
   for (const part of authorization.slice(ALGORITHM.length + 1).split(',')) {
     const eq = part.indexOf('=')
     if (eq === -1) throw fail('expected Credential=…, SignedHeaders=…, Signature=…')
@@ -141,20 +148,33 @@ function authorizationFields(authorization: string, fail: (why: string) => S3Err
     if (fields.has(name)) throw fail(`${name} given more than once`)
     fields.set(name, part.slice(eq + 1).trim())
   }
-  return fields
+  return { fields, usual: false }
 }
 
-function parseHeaderAuth(authorization: string, incoming: IncomingMessage, region: string): ParsedAuth {
-  const fail = (why: string) => new S3Error('AuthorizationHeaderMalformed', `the authorization header is malformed: ${why}`)
-  const fields = authorizationFields(authorization, fail)
-  const credential = parseCredential(fields.get('Credential'), region, fail)
-  const signedHeaders = parseSignedHeaders(fields.get('SignedHeaders'), fail)
-  const signature = fields.get('Signature')
-  if (!signature || !/^[0-9a-f]{64}$/.test(signature)) throw fail('Signature must be 64 lower-case hex digits')
+const headerAuthFailure = (why: string) => new S3Error('AuthorizationHeaderMalformed', `the authorization header is malformed: ${why}`)
+
+function parseHeaderAuth(authorization: string, incoming: IncomingMessage, region: string, prefixes: AuthorizationPrefixes): ParsedAuth {
+  const fail = headerAuthFailure
+  const signatureAt = authorization.length - 64
+  const signatureText = signatureAt > 0 ? authorization.slice(signatureAt) : ''
+  let prefix = signatureAt > 0 && SIGNATURE.test(signatureText) ? prefixes.get(authorization.slice(0, signatureAt)) : undefined
+  let signature = signatureText
+  if (!prefix) {
+    const { fields, usual } = authorizationFields(authorization, fail)
+    const credential = parseCredential(fields.get('Credential'), region, fail)
+    const signedHeaders = parseSignedHeaders(fields.get('SignedHeaders'), fail)
+    signature = fields.get('Signature') ?? ''
+    if (!SIGNATURE.test(signature)) throw fail('Signature must be 64 lower-case hex digits')
+    prefix = { accessKeyId: credential.accessKeyId, shortDate: credential.shortDate, region: credential.region, signedHeaders }
+    if (usual && signatureAt <= 2048) {
+      if (prefixes.size >= AUTHORIZATION_PREFIXES) prefixes.clear()
+      prefixes.set(authorization.slice(0, signatureAt), prefix)
+    }
+  }
   const longDate = headerOf(incoming, 'x-amz-date')
-  if (longDate === undefined || !signedHeaders.set.has('x-amz-date')) throw fail('x-amz-date must be sent and signed')
-  if (!longDate.startsWith(credential.shortDate)) throw fail('the credential scope date is not the date of X-Amz-Date')
-  return { ...credential, signedHeaders, signature, longDate }
+  if (longDate === undefined || !prefix.signedHeaders.set.has('x-amz-date')) throw fail('x-amz-date must be sent and signed')
+  if (!longDate.startsWith(prefix.shortDate)) throw fail('the credential scope date is not the date of X-Amz-Date')
+  return { accessKeyId: prefix.accessKeyId, shortDate: prefix.shortDate, region: prefix.region, signedHeaders: prefix.signedHeaders, signature, longDate }
 }
 
 function parseQueryAuth(params: QueryBag, region: string): ParsedAuth {
@@ -164,7 +184,7 @@ function parseQueryAuth(params: QueryBag, region: string): ParsedAuth {
   const credential = parseCredential(single(params, 'X-Amz-Credential'), region, fail)
   const signedHeaders = parseSignedHeaders(single(params, 'X-Amz-SignedHeaders'), fail)
   const signature = single(params, 'X-Amz-Signature')
-  if (!signature || !/^[0-9a-f]{64}$/.test(signature)) throw fail('X-Amz-Signature must be 64 lower-case hex digits')
+  if (!signature || !SIGNATURE.test(signature)) throw fail('X-Amz-Signature must be 64 lower-case hex digits')
   const longDate = single(params, 'X-Amz-Date')
   if (!longDate?.startsWith(credential.shortDate)) throw fail('the credential scope date is not the date of X-Amz-Date')
   const expiresText = single(params, 'X-Amz-Expires')
@@ -175,18 +195,48 @@ function parseQueryAuth(params: QueryBag, region: string): ParsedAuth {
   return { ...credential, signedHeaders, signature, longDate, presigned: { expires } }
 }
 
-/** The signed headers as received: repeated fields joined with `,` (SigV4 canonical form), or undefined when one is missing. */
-function signedHeaderValues(incoming: IncomingMessage, names: ReadonlySet<string>): HeaderBag | undefined {
-  const values: HeaderBag = {}
+/** Line breaks, tabs, runs of spaces, a leading or trailing space: what SigV4 folds in a header value. */
+const UNFOLDED = /[\r\n\t]|  |^ | $/
+/** A header value as SigV4 canonicalises it (smithy: line breaks to spaces, runs of blanks to one space, trimmed by one). */
+const foldValue = (value: string) => (UNFOLDED.test(value) ? value.replace(/[\r\n]/g, ' ').replace(/[ \t]+/g, ' ').replace(/^ | $/g, '') : value)
+
+/**
+ * The canonical headers block (`name:value\n` for each signed header, sorted) from the headers
+ * as received, repeated fields joined with `,`; undefined when a signed header is missing.
+ */
+function canonicalHeaders(incoming: IncomingMessage, list: SignedHeaderList): string | undefined {
+  const values = new Map<string, string>()
   const raw = incoming.rawHeaders
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase()
-    if (!names.has(name)) continue
+    if (!list.set.has(name)) continue
     const value = raw[i + 1]!
-    values[name] = values[name] === undefined ? value : `${values[name]},${value}`
+    const previous = values.get(name)
+    values.set(name, previous === undefined ? value : `${previous},${value}`)
   }
-  for (const name of names) if (values[name] === undefined) return undefined
-  return values
+  let block = ''
+  for (const name of list.sorted) {
+    const value = values.get(name)
+    if (value === undefined) return undefined
+    block += `${name}:${foldValue(value)}\n`
+  }
+  return block
+}
+
+/**
+ * The canonical request (AWS: "Create a canonical request"): method, the path as sent (S3 is
+ * the one service whose path is not escaped again), the query by smithy's canonicaliser
+ * (`X-Amz-Signature` left out), the headers, the signed-headers line, the payload hash.
+ */
+function canonicalRequest(method: string, path: string, params: QueryBag, headers: string, list: SignedHeaderList, payload: string): string {
+  // smithy reads the request's query only.
+  const query = hasAny(params) ? getCanonicalQuery({ query: params } as Parameters<typeof getCanonicalQuery>[0]) : ''
+  return `${method}\n${path}\n${query}\n${headers}\n${list.line}\n${payload}`
+}
+
+function hasAny(params: QueryBag): boolean {
+  for (const _ in params) return true
+  return false
 }
 
 /**
@@ -212,8 +262,10 @@ function refuseUnsignedAmzHeaders(incoming: IncomingMessage, signed: ReadonlySet
   }
 }
 
-function equalHex(a: string, b: string): boolean {
-  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b))
+/** The computed HMAC against a signature already checked to be 64 hex digits, in constant time. */
+function equalSignature(expected: Buffer, hex: string): boolean {
+  const given = Buffer.from(hex, 'hex')
+  return given.length === expected.length && timingSafeEqual(expected, given)
 }
 
 export interface SigV4Options {
@@ -225,63 +277,61 @@ export interface SigV4Options {
 /**
  * @example
  * const verifier = createSigV4Verifier({ credentials, region: 'us-east-1', now: Date.now })
- * const verified = await verifier.verify(incoming, path, parseQuery(query))
+ * const verified = verifier.verify(incoming, path, parseQuery(query))
  */
 export function createSigV4Verifier(options: SigV4Options) {
   const { region, now } = options
   const credentials = new Map(options.credentials.map((credential) => [credential.accessKeyId, credential]))
-  const canonical = new CanonicalRequests()
   const signingKeys = new Map<string, Buffer>()
+  const prefixes: AuthorizationPrefixes = new Map()
 
-  /** The signing key of (key, day, region), derived by smithy on first use and then kept. */
-  async function signingKey(credential: S3Credential, shortDate: string): Promise<Buffer> {
+  /** The signing key of (key, day, region), derived on first use and then kept. */
+  function signingKey(credential: S3Credential, shortDate: string): Buffer {
     const id = `${credential.accessKeyId}/${shortDate}`
     const known = signingKeys.get(id)
     if (known) return known
-    const derived = Buffer.from(await getSigningKey(NodeSha256, { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey }, shortDate, region, 's3'))
+    const derived = deriveSigningKey(credential.secretAccessKey, shortDate, region, 's3')
     if (signingKeys.size >= SIGNING_KEYS) signingKeys.clear()
     signingKeys.set(id, derived)
     return derived
   }
 
-  function checkTime(parsed: ParsedAuth, signingDate: Date): number | undefined {
+  function checkTime(parsed: ParsedAuth, signedAt: number): number | undefined {
     const nowMs = now()
     if (!parsed.presigned) {
-      if (Math.abs(nowMs - signingDate.getTime()) > MAX_SKEW_MS) {
+      if (Math.abs(nowMs - signedAt) > MAX_SKEW_MS) {
         throw new S3Error('RequestTimeTooSkewed', 'the difference between the request time and the current time is too large (15 minutes at most)')
       }
       return undefined
     }
-    if (signingDate.getTime() - nowMs > MAX_SKEW_MS) throw new S3Error('AccessDenied', 'the presigned URL is not valid yet (X-Amz-Date is in the future)')
-    const expiresAt = signingDate.getTime() / 1000 + parsed.presigned.expires
+    if (signedAt - nowMs > MAX_SKEW_MS) throw new S3Error('AccessDenied', 'the presigned URL is not valid yet (X-Amz-Date is in the future)')
+    const expiresAt = signedAt / 1000 + parsed.presigned.expires
     if (nowMs / 1000 > expiresAt) throw new S3Error('AccessDenied', 'request has expired')
     return expiresAt
   }
 
-  async function verify(incoming: IncomingMessage, path: string, params: QueryBag): Promise<VerifiedRequest> {
+  function verify(incoming: IncomingMessage, path: string, params: QueryBag): VerifiedRequest {
     const authorization = incoming.headers.authorization
     const fromHeader = authorization !== undefined && authorization.startsWith(`${ALGORITHM} `)
     if (fromHeader && single(params, 'X-Amz-Algorithm') !== undefined) throw new S3Error('InvalidArgument', 'only one auth mechanism allowed: an Authorization header or a presigned query, not both')
-    const parsed = fromHeader ? parseHeaderAuth(authorization, incoming, region) : parseQueryAuth(params, region)
-    const signingDate = parseLongDate(parsed.longDate, (why) => new S3Error(fromHeader ? 'AuthorizationHeaderMalformed' : 'AuthorizationQueryParametersError', why))
-    const expiresAt = checkTime(parsed, signingDate)
+    const parsed = fromHeader ? parseHeaderAuth(authorization, incoming, region, prefixes) : parseQueryAuth(params, region)
+    const signedAt = parseLongDate(parsed.longDate, (why) => new S3Error(fromHeader ? 'AuthorizationHeaderMalformed' : 'AuthorizationQueryParametersError', why))
+    const expiresAt = checkTime(parsed, signedAt)
     const credential = credentials.get(parsed.accessKeyId)
     if (!credential) throw new S3Error('InvalidAccessKeyId', 'the AWS access key id you provided does not exist in our records')
-    const headers = signedHeaderValues(incoming, parsed.signedHeaders.set)
+    const headers = canonicalHeaders(incoming, parsed.signedHeaders)
     if (!headers) throw new S3Error('SignatureDoesNotMatch', 'a header named in SignedHeaders is missing from the request')
     const payloadHeader = headerOf(incoming, 'x-amz-content-sha256')
     if (fromHeader && payloadHeader === undefined) throw new S3Error('InvalidRequest', 'missing required header for this request: x-amz-content-sha256')
     // A presigned URL signs no payload unless the client sent a hash with it.
     const payload = payloadHeader ?? 'UNSIGNED-PAYLOAD'
 
-    // Only what was signed goes in: smithy canonicalises every header it is given.
-    const request: HttpRequest = { method: incoming.method ?? 'GET', protocol: 'http:', hostname: headers.host!, path, query: params, headers }
-    const canonicalRequest = canonical.build(request, parsed.signedHeaders.set, payload)
+    const canonical = canonicalRequest(incoming.method ?? 'GET', path, params, headers, parsed.signedHeaders, payload)
     const scope = `${parsed.shortDate}/${parsed.region}/s3/aws4_request`
-    const key = signingKeys.get(`${credential.accessKeyId}/${parsed.shortDate}`) ?? (await signingKey(credential, parsed.shortDate))
+    const key = signingKey(credential, parsed.shortDate)
     const signString = (text: string) => createHmac('sha256', key).update(text).digest('hex')
-    const expected = signString(`${ALGORITHM}\n${parsed.longDate}\n${scope}\n${sha256Hex(canonicalRequest)}`)
-    if (!equalHex(expected, parsed.signature)) {
+    const expected = createHmac('sha256', key).update(`${ALGORITHM}\n${parsed.longDate}\n${scope}\n${sha256Hex(canonical)}`).digest()
+    if (!equalSignature(expected, parsed.signature)) {
       throw new S3Error('SignatureDoesNotMatch', 'the request signature we calculated does not match the signature you provided; check your key and signing method')
     }
     if (parsed.presigned) refuseUnsignedAmzHeaders(incoming, parsed.signedHeaders.set)

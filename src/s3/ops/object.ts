@@ -51,10 +51,11 @@ function principalOf(request: S3Request): Principal {
   return expiresAt === undefined ? { kind: 'bearer' } : { kind: 'presigned', expiresAt: Math.floor(expiresAt) }
 }
 
-export async function getObject(ctx: S3Context, request: S3Request): Promise<void> {
+/** A memory hit is answered synchronously (no promise), as on the object routes. */
+export function getObject(ctx: S3Context, request: S3Request): Promise<void> | undefined {
   const overrides = responseOverrides(request)
   if (overrides) overrideOnSuccess(request.outgoing, overrides)
-  await handleGet(ctx.object, request.incoming, request.outgoing, request.store, request.key!, principalOf(request))
+  return handleGet(ctx.object, request.incoming, request.outgoing, request.store, request.key!, principalOf(request))
 }
 
 export async function headObject(ctx: S3Context, request: S3Request): Promise<void> {
