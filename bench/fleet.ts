@@ -68,7 +68,7 @@ async function startGatewayOn(name: string, dir: string, s3: { url: string; buck
     ...extra,
   }
   await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`)
-  const child = startChild(name, process.execPath, ['--no-memory-reducer', '--no-flush-bytecode', path.join(ROOT, 'src/main.ts'), '--config', configFile], { core: ANY_CORE, cwd: dir })
+  const child = startChild(name, process.execPath, ['--no-memory-reducer', '--no-flush-bytecode', path.join(ROOT, 'src/main.ts'), '--config', configFile], { core: ANY_CORE, cwd: dir, stdoutFile: path.join(dir, 'stdout.log') })
   const match = await waitForOutput(child, /"msg":"listening","url":"([^"]+)"/)
   return { name, url: match[1]!, child }
 }

@@ -49,6 +49,15 @@ function countAuth(authenticate: (request: AuthRequest) => Principal, telemetry:
   }
 }
 
+/**
+ * The access line of a request its handler answered synchronously (a memory hit) is written
+ * at once, with no listener; any other waits for its response to close.
+ */
+function logAccess(log: AccessLog, pending: Promise<void> | undefined, incoming: IncomingMessage, outgoing: ServerResponse, path: string, object: boolean, started: number): void {
+  if (pending === undefined && outgoing.writableEnded) log.ended(incoming, outgoing, path, object, started)
+  else log.whenClosed(incoming, outgoing, path, object, started)
+}
+
 /** The readiness probe; a store named `health` cannot serve a key `ready`. */
 const READY_PATH = '/health/ready'
 
@@ -177,8 +186,9 @@ export function createApp(deps: AppDeps) {
     const { path, query } = splitTarget(incoming.url ?? '/')
     // `/health/ready` has the shape of an object path (bucket "health"): the probe wins.
     const object = isObjectPath(path) && path !== READY_PATH && !path.startsWith(ADMIN_PREFIX)
-    accessLog?.begin(incoming, outgoing, path, object)
+    const started = accessLog === undefined ? 0 : performance.now()
     if (adminHandler && path.startsWith(ADMIN_PREFIX)) {
+      accessLog?.whenClosed(incoming, outgoing, path, false, started)
       outgoing.once('finish', () => telemetry.request(incoming.method ?? 'GET', outgoing.statusCode))
       adminHandler(incoming, outgoing, path).catch((error: unknown) => unhandled(outgoing, error))
       return
@@ -186,7 +196,9 @@ export function createApp(deps: AppDeps) {
     // SigV4-signed (one header prefix or one query key): S3's dialect, bucket-level paths included.
     if (s3Handler && isSigV4Request(incoming, query)) {
       if (readiness.draining) outgoing.setHeader('Connection', 'close')
-      s3Handler(incoming, outgoing, path, query)?.catch((error: unknown) => unhandled(outgoing, error))
+      const pending = s3Handler(incoming, outgoing, path, query)
+      pending?.catch((error: unknown) => unhandled(outgoing, error))
+      if (accessLog) logAccess(accessLog, pending, incoming, outgoing, path, object, started)
       return
     }
     // Only an object PUT reads a body; any other body would be read and discarded by Node to
@@ -196,16 +208,21 @@ export function createApp(deps: AppDeps) {
     else if (readiness.draining) outgoing.setHeader('Connection', 'close')
     if (object) {
       // No closure per request: a memory hit returns no promise, and only a promise needs one.
+      let pending: Promise<void> | undefined
       try {
-        objectHandler(incoming, outgoing, path, query)?.catch((error: unknown) => unhandled(outgoing, error))
+        pending = objectHandler(incoming, outgoing, path, query)
+        pending?.catch((error: unknown) => unhandled(outgoing, error))
       } catch (error) {
         unhandled(outgoing, error)
       }
+      if (accessLog) logAccess(accessLog, pending, incoming, outgoing, path, object, started)
       return
     }
+    accessLog?.whenClosed(incoming, outgoing, path, object, started)
     outgoing.once('finish', () => telemetry.request(incoming.method ?? 'GET', outgoing.statusCode))
     void honoListener(incoming, outgoing)
   }
+
 
   return { app, handle, metricsHandle, telemetry, objects, clientAddress, accessLog }
 }

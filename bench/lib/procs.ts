@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { closeSync, openSync, readSync, statSync, truncateSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -79,19 +80,58 @@ export interface StartOptions {
   core?: string
   env?: NodeJS.ProcessEnv
   cwd?: string
+  /**
+   * The child's stdout goes to this file (appended, cut back when it grows) instead of a pipe
+   * the harness reads: a gateway's access log is ~30,000 lines/s under wrk, and reading them
+   * here took CPU from wrk on the client core, charging the harness's work to the log.
+   */
+  stdoutFile?: string
+}
+
+/** A stdout file is cut back to empty past this size (output() then shows what came since). */
+const STDOUT_FILE_MAX = 16 * 1024 * 1024
+
+/** The last 64 KiB of a file, or '' when it cannot be read. */
+function fileTail(file: string): string {
+  try {
+    const size = statSync(file).size
+    const fd = openSync(file, 'r')
+    try {
+      const length = Math.min(size, 64 * 1024)
+      const buffer = Buffer.alloc(length)
+      readSync(fd, buffer, 0, length, size - length)
+      return buffer.toString()
+    } finally {
+      closeSync(fd)
+    }
+  } catch {
+    return ''
+  }
 }
 
 /** Spawns `command ...args` under `taskset -c <core>` in a new process group and registers it. */
 export function startChild(name: string, command: string, args: string[], options: StartOptions = {}): Child {
   hookExit()
   const core = options.core ?? SERVER_CORE
+  const stdoutFd = options.stdoutFile === undefined ? undefined : openSync(options.stdoutFile, 'a')
   const proc = spawn('taskset', ['-c', core, command, ...args], {
     detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', stdoutFd ?? 'pipe', 'pipe'],
     env: options.env ?? process.env,
     cwd: options.cwd,
   })
+  if (stdoutFd !== undefined) closeSync(stdoutFd)
   if (proc.pid === undefined) throw new Error(`${name}: spawn failed`)
+  const { stdoutFile } = options
+  const trimmer =
+    stdoutFile &&
+    setInterval(() => {
+      try {
+        // O_APPEND: the child's next write goes to the new end.
+        if (statSync(stdoutFile).size > STDOUT_FILE_MAX) truncateSync(stdoutFile, 0)
+      } catch {}
+    }, 1000)
+  if (trimmer) trimmer.unref()
   let output = ''
   const keep = (data: Buffer) => {
     output += data.toString()
@@ -106,7 +146,7 @@ export function startChild(name: string, command: string, args: string[], option
     name,
     process: proc,
     pid,
-    output: () => output,
+    output: () => (stdoutFile ? fileTail(stdoutFile) + output : output),
     exited,
     async stop(graceMs = 5000) {
       if (proc.exitCode === null && proc.signalCode === null) {
@@ -122,6 +162,7 @@ export function startChild(name: string, command: string, args: string[], option
   }
   children.add(child)
   proc.on('exit', () => {
+    if (trimmer) clearInterval(trimmer)
     if (proc.exitCode !== 0 && proc.signalCode === null && children.has(child)) {
       process.stderr.write(`bench: ${name} exited early with code ${proc.exitCode}\n${output.slice(-2000)}\n`)
     }

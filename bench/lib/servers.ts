@@ -57,7 +57,7 @@ export async function startGateway(name: string, dir: string, config: Record<str
   const configFile = path.join(dir, `${name}.yaml`)
   await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`)
   // The same V8 flags as `npm start`, the bin and the image (see bin/cachegate.js).
-  const child = startChild(name, NODE, ['--no-memory-reducer', '--no-flush-bytecode', ...nodeArgs, path.join(root, 'src/main.ts'), '--config', configFile], { cwd: dir })
+  const child = startChild(name, NODE, ['--no-memory-reducer', '--no-flush-bytecode', ...nodeArgs, path.join(root, 'src/main.ts'), '--config', configFile], { cwd: dir, stdoutFile: path.join(dir, 'stdout.log') })
   const match = await waitForOutput(child, /"msg":"listening","url":"([^"]+)"/)
   const url = match[1]!
   return {
