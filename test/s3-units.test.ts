@@ -1,11 +1,13 @@
 /**
  * The S3 front end's pure parts: the aws-chunked decoder fed in arbitrary pieces, its bounds,
- * the XML reader and writer, CRC-32C, the query parser.
+ * the XML reader and writer, CRC-32C, the query parser, the keyed HMAC-SHA256.
  */
 import assert from 'node:assert/strict'
+import { createHmac } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
+import { HmacSha256 } from '../src/s3/auth/hmac.ts'
 import { BodyTally } from '../src/s3/body-check.ts'
 import { createChecksum, crc32c } from '../src/s3/checksums.ts'
 import { ChunkedDecoder, MAX_CHUNK, MAX_LINE } from '../src/s3/chunked.ts'
@@ -139,5 +141,37 @@ describe('checksums and query', () => {
     assert.deepEqual(parseQuery('prefix=a+b%20c&x=1&x=2&flag'), { prefix: 'a+b c', x: ['1', '2'], flag: '' })
     assert.throws(() => parseQuery('__proto__=1'), S3Error)
     assert.throws(() => parseQuery('a=%zz'), S3Error)
+  })
+})
+
+describe('HMAC-SHA256 with prepared key pads', () => {
+  const reference = (key: Uint8Array, text: string) => createHmac('sha256', key).update(text).digest()
+
+  it('matches RFC 4231 test case 2 and createHmac on random keys (short, a block, longer) and UTF-8 messages, short and long', () => {
+    const key = Buffer.from('Jefe')
+    assert.equal(new HmacSha256(key).digest('what do ya want for nothing?').toString('hex'), '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843')
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), fc.array(fc.string({ unit: 'binary', maxLength: 600 }), { minLength: 1, maxLength: 4 }), (bytes, texts) => {
+        const key = Buffer.from(bytes)
+        const hmac = new HmacSha256(key)
+        // The same instance again and again: its buffers are reused between messages.
+        for (const text of texts) {
+          assert.deepEqual(hmac.digest(text), reference(key, text))
+          assert.equal(hmac.hex(text), reference(key, text).toString('hex'))
+        }
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it('keeps two keys apart when their messages interleave', () => {
+    const a = new HmacSha256(Buffer.alloc(32, 1))
+    const b = new HmacSha256(Buffer.alloc(32, 2))
+    for (const text of ['x', 'y'.repeat(400), 'z']) {
+      const fromA = a.digest(text)
+      const fromB = b.digest(text)
+      assert.deepEqual(fromA, reference(Buffer.alloc(32, 1), text))
+      assert.deepEqual(fromB, reference(Buffer.alloc(32, 2), text))
+    }
   })
 })

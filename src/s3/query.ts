@@ -41,3 +41,9 @@ export function single(bag: QueryBag, name: string): string | undefined {
 export function has(bag: QueryBag, name: string): boolean {
   return Object.hasOwn(bag, name)
 }
+
+/** True when the bag holds any parameter (most GetObjects carry none). */
+export function hasAny(bag: QueryBag): boolean {
+  for (const _ in bag) return true
+  return false
+}

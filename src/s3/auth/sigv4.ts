@@ -6,7 +6,8 @@
  * the rest of the canonical request is built here the way smithy's signer builds it (S3 signs
  * the path as sent; headers lower-cased, sorted, whitespace folded) and test/s3-sigv4-smithy.test.ts
  * checks the two agree on random requests. The signing key is derived once per (access key,
- * day) and kept (bounded); the final HMAC is compared in constant time.
+ * day) and kept (bounded) with its HMAC pads prepared (hmac.ts); the final HMAC is compared in
+ * constant time.
  * AWS docs: "Authenticating Requests (AWS Signature Version 4)".
  */
 import { createHmac, hash, timingSafeEqual } from 'node:crypto'
@@ -14,10 +15,13 @@ import type { IncomingMessage } from 'node:http'
 import { getCanonicalQuery } from '@smithy/signature-v4'
 import { S3Error } from '../errors.ts'
 import { headerOf } from '../headers.ts'
-import { type QueryBag, single } from '../query.ts'
+import { type QueryBag, hasAny, single } from '../query.ts'
+import { HmacSha256 } from './hmac.ts'
 import type { S3Credential } from './scope.ts'
 
 export const ALGORITHM = 'AWS4-HMAC-SHA256'
+/** How a signed Authorization header starts (one string, not one built per request). */
+const HEADER_PREFIX = `${ALGORITHM} `
 /** S3 refuses requests whose time is further than this from its own clock. */
 export const MAX_SKEW_MS = 15 * 60 * 1000
 /** A presigned URL lives at most 7 days (`X-Amz-Expires` ≤ 604800). */
@@ -55,11 +59,17 @@ interface ParsedAuth {
   accessKeyId: string
   shortDate: string
   region: string
+  /** `date/region/s3/aws4_request`. */
+  scope: string
   signedHeaders: SignedHeaderList
   signature: string
   longDate: string
   presigned?: { expires: number }
+  /** The cached prefix this came from (header auth), where the signer is kept once known. */
+  prefix?: AuthorizationPrefix
 }
+
+const scopeOf = (shortDate: string, region: string) => `${shortDate}/${region}/s3/aws4_request`
 
 const LONG_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/
 
@@ -94,6 +104,8 @@ function parseCredential(value: string | undefined, region: string, fail: (why: 
 interface SignedHeaderList {
   set: ReadonlySet<string>
   sorted: readonly string[]
+  /** Each name's place in `sorted`. */
+  positions: ReadonlyMap<string, number>
   line: string
 }
 
@@ -109,7 +121,7 @@ function parseSignedHeaders(value: string | undefined, fail: (why: string) => S3
   if (!names.includes('host')) throw fail('SignedHeaders must include host')
   const set = new Set(names)
   const sorted = [...set].sort()
-  const list = { set, sorted, line: sorted.join(';') }
+  const list = { set, sorted, positions: new Map(sorted.map((name, at) => [name, at])), line: sorted.join(';') }
   if (value!.length <= 1024) {
     if (signedHeaderLists.size >= SIGNED_HEADER_LISTS) signedHeaderLists.clear()
     signedHeaderLists.set(value!, list)
@@ -131,7 +143,10 @@ interface AuthorizationPrefix {
   accessKeyId: string
   shortDate: string
   region: string
+  scope: string
   signedHeaders: SignedHeaderList
+  /** The signing key's HMAC, set by the verifier once the access key is known to exist. */
+  signer?: HmacSha256
 }
 type AuthorizationPrefixes = Map<string, AuthorizationPrefix>
 const AUTHORIZATION_PREFIXES = 1000
@@ -165,7 +180,7 @@ function parseHeaderAuth(authorization: string, incoming: IncomingMessage, regio
     const signedHeaders = parseSignedHeaders(fields.get('SignedHeaders'), fail)
     signature = fields.get('Signature') ?? ''
     if (!SIGNATURE.test(signature)) throw fail('Signature must be 64 lower-case hex digits')
-    prefix = { accessKeyId: credential.accessKeyId, shortDate: credential.shortDate, region: credential.region, signedHeaders }
+    prefix = { accessKeyId: credential.accessKeyId, shortDate: credential.shortDate, region: credential.region, scope: scopeOf(credential.shortDate, credential.region), signedHeaders, signer: undefined }
     if (usual && signatureAt <= 2048) {
       if (prefixes.size >= AUTHORIZATION_PREFIXES) prefixes.clear()
       prefixes.set(authorization.slice(0, signatureAt), prefix)
@@ -174,7 +189,7 @@ function parseHeaderAuth(authorization: string, incoming: IncomingMessage, regio
   const longDate = headerOf(incoming, 'x-amz-date')
   if (longDate === undefined || !prefix.signedHeaders.set.has('x-amz-date')) throw fail('x-amz-date must be sent and signed')
   if (!longDate.startsWith(prefix.shortDate)) throw fail('the credential scope date is not the date of X-Amz-Date')
-  return { accessKeyId: prefix.accessKeyId, shortDate: prefix.shortDate, region: prefix.region, signedHeaders: prefix.signedHeaders, signature, longDate }
+  return { accessKeyId: prefix.accessKeyId, shortDate: prefix.shortDate, region: prefix.region, scope: prefix.scope, signedHeaders: prefix.signedHeaders, signature, longDate, prefix }
 }
 
 function parseQueryAuth(params: QueryBag, region: string): ParsedAuth {
@@ -192,7 +207,7 @@ function parseQueryAuth(params: QueryBag, region: string): ParsedAuth {
   if (!expiresText || !/^\d{1,7}$/.test(expiresText) || expires < 1 || expires > MAX_PRESIGNED_SECONDS) {
     throw fail(`X-Amz-Expires must be a number of seconds from 1 to ${MAX_PRESIGNED_SECONDS} (7 days)`)
   }
-  return { ...credential, signedHeaders, signature, longDate, presigned: { expires } }
+  return { ...credential, scope: scopeOf(credential.shortDate, credential.region), signedHeaders, signature, longDate, presigned: { expires } }
 }
 
 /** Line breaks, tabs, runs of spaces, a leading or trailing space: what SigV4 folds in a header value. */
@@ -205,20 +220,21 @@ const foldValue = (value: string) => (UNFOLDED.test(value) ? value.replace(/[\r\
  * as received, repeated fields joined with `,`; undefined when a signed header is missing.
  */
 function canonicalHeaders(incoming: IncomingMessage, list: SignedHeaderList): string | undefined {
-  const values = new Map<string, string>()
+  const { sorted, positions } = list
+  const values = new Array<string | undefined>(sorted.length)
   const raw = incoming.rawHeaders
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase()
-    if (!list.set.has(name)) continue
+    const at = positions.get(raw[i]!.toLowerCase())
+    if (at === undefined) continue
     const value = raw[i + 1]!
-    const previous = values.get(name)
-    values.set(name, previous === undefined ? value : `${previous},${value}`)
+    const previous = values[at]
+    values[at] = previous === undefined ? value : `${previous},${value}`
   }
   let block = ''
-  for (const name of list.sorted) {
-    const value = values.get(name)
+  for (let at = 0; at < sorted.length; at++) {
+    const value = values[at]
     if (value === undefined) return undefined
-    block += `${name}:${foldValue(value)}\n`
+    block += `${sorted[at]}:${foldValue(value)}\n`
   }
   return block
 }
@@ -232,11 +248,6 @@ function canonicalRequest(method: string, path: string, params: QueryBag, header
   // smithy reads the request's query only.
   const query = hasAny(params) ? getCanonicalQuery({ query: params } as Parameters<typeof getCanonicalQuery>[0]) : ''
   return `${method}\n${path}\n${query}\n${headers}\n${list.line}\n${payload}`
-}
-
-function hasAny(params: QueryBag): boolean {
-  for (const _ in params) return true
-  return false
 }
 
 /**
@@ -268,6 +279,9 @@ function equalSignature(expected: Buffer, hex: string): boolean {
   return given.length === expected.length && timingSafeEqual(expected, given)
 }
 
+const headerDateFailure = (why: string) => new S3Error('AuthorizationHeaderMalformed', why)
+const queryDateFailure = (why: string) => new S3Error('AuthorizationQueryParametersError', why)
+
 export interface SigV4Options {
   credentials: readonly S3Credential[]
   region: string
@@ -282,17 +296,17 @@ export interface SigV4Options {
 export function createSigV4Verifier(options: SigV4Options) {
   const { region, now } = options
   const credentials = new Map(options.credentials.map((credential) => [credential.accessKeyId, credential]))
-  const signingKeys = new Map<string, Buffer>()
+  const signers = new Map<string, HmacSha256>()
   const prefixes: AuthorizationPrefixes = new Map()
 
-  /** The signing key of (key, day, region), derived on first use and then kept. */
-  function signingKey(credential: S3Credential, shortDate: string): Buffer {
+  /** The HMAC under the signing key of (key, day, region), derived on first use and then kept. */
+  function signerOf(credential: S3Credential, shortDate: string): HmacSha256 {
     const id = `${credential.accessKeyId}/${shortDate}`
-    const known = signingKeys.get(id)
+    const known = signers.get(id)
     if (known) return known
-    const derived = deriveSigningKey(credential.secretAccessKey, shortDate, region, 's3')
-    if (signingKeys.size >= SIGNING_KEYS) signingKeys.clear()
-    signingKeys.set(id, derived)
+    const derived = new HmacSha256(deriveSigningKey(credential.secretAccessKey, shortDate, region, 's3'))
+    if (signers.size >= SIGNING_KEYS) signers.clear()
+    signers.set(id, derived)
     return derived
   }
 
@@ -312,10 +326,10 @@ export function createSigV4Verifier(options: SigV4Options) {
 
   function verify(incoming: IncomingMessage, path: string, params: QueryBag): VerifiedRequest {
     const authorization = incoming.headers.authorization
-    const fromHeader = authorization !== undefined && authorization.startsWith(`${ALGORITHM} `)
+    const fromHeader = authorization !== undefined && authorization.startsWith(HEADER_PREFIX)
     if (fromHeader && single(params, 'X-Amz-Algorithm') !== undefined) throw new S3Error('InvalidArgument', 'only one auth mechanism allowed: an Authorization header or a presigned query, not both')
     const parsed = fromHeader ? parseHeaderAuth(authorization, incoming, region, prefixes) : parseQueryAuth(params, region)
-    const signedAt = parseLongDate(parsed.longDate, (why) => new S3Error(fromHeader ? 'AuthorizationHeaderMalformed' : 'AuthorizationQueryParametersError', why))
+    const signedAt = parseLongDate(parsed.longDate, fromHeader ? headerDateFailure : queryDateFailure)
     const expiresAt = checkTime(parsed, signedAt)
     const credential = credentials.get(parsed.accessKeyId)
     if (!credential) throw new S3Error('InvalidAccessKeyId', 'the AWS access key id you provided does not exist in our records')
@@ -327,15 +341,15 @@ export function createSigV4Verifier(options: SigV4Options) {
     const payload = payloadHeader ?? 'UNSIGNED-PAYLOAD'
 
     const canonical = canonicalRequest(incoming.method ?? 'GET', path, params, headers, parsed.signedHeaders, payload)
-    const scope = `${parsed.shortDate}/${parsed.region}/s3/aws4_request`
-    const key = signingKey(credential, parsed.shortDate)
-    const signString = (text: string) => createHmac('sha256', key).update(text).digest('hex')
-    const expected = createHmac('sha256', key).update(`${ALGORITHM}\n${parsed.longDate}\n${scope}\n${sha256Hex(canonical)}`).digest()
+    const { scope, prefix } = parsed
+    // A cached prefix keeps its signer: the access key and day are in the prefix.
+    const signer = prefix ? (prefix.signer ??= signerOf(credential, parsed.shortDate)) : signerOf(credential, parsed.shortDate)
+    const expected = signer.digest(`${ALGORITHM}\n${parsed.longDate}\n${scope}\n${sha256Hex(canonical)}`)
     if (!equalSignature(expected, parsed.signature)) {
       throw new S3Error('SignatureDoesNotMatch', 'the request signature we calculated does not match the signature you provided; check your key and signing method')
     }
     if (parsed.presigned) refuseUnsignedAmzHeaders(incoming, parsed.signedHeaders.set)
-    return { credential, signature: parsed.signature, longDate: parsed.longDate, scope, payload: fromHeader ? payloadHeader : payload, expiresAt, signString }
+    return { credential, signature: parsed.signature, longDate: parsed.longDate, scope, payload: fromHeader ? payloadHeader : payload, expiresAt, signString: signer.hex }
   }
 
   return { verify }
@@ -346,6 +360,6 @@ export type SigV4Verifier = ReturnType<typeof createSigV4Verifier>
 /** One header prefix or one query key: how a request says it is SigV4-signed (the hot path's only cost when the S3 API is on). */
 export function isSigV4Request(incoming: IncomingMessage, query: string): boolean {
   const authorization = incoming.headers.authorization
-  if (authorization !== undefined) return authorization.startsWith(`${ALGORITHM} `)
+  if (authorization !== undefined) return authorization.startsWith(HEADER_PREFIX)
   return query !== '' && query.includes('X-Amz-Algorithm=')
 }

@@ -15,7 +15,7 @@ import { type S3Context, type S3Request, clientGone, storeOp } from '../context.
 import { S3Error, notImplemented } from '../errors.ts'
 import { headerOf } from '../headers.ts'
 import { openBody } from '../payload.ts'
-import { single } from '../query.ts'
+import { hasAny, single } from '../query.ts'
 import { sendEmpty, sendXml } from '../respond.ts'
 import { xmlDocument } from '../xml.ts'
 
@@ -30,6 +30,7 @@ const OVERRIDES: [param: string, header: string][] = [
 
 /** `response-*` query parameters (GetObject/HeadObject): headers that replace the object's own on a 200/206. */
 function responseOverrides(request: S3Request): OutgoingHttpHeaders | undefined {
+  if (!hasAny(request.params)) return undefined
   let headers: OutgoingHttpHeaders | undefined
   for (const [param, header] of OVERRIDES) {
     const value = single(request.params, param)
@@ -46,9 +47,12 @@ function overrideOnSuccess(outgoing: ServerResponse, overrides: OutgoingHttpHead
   outgoing.writeHead = ((status: number, headers?: OutgoingHttpHeaders) => writeHead(status, status < 300 ? { ...headers, ...overrides } : headers)) as ServerResponse['writeHead']
 }
 
+/** A signed header stands for its client as a bearer token does: one principal for all of them (the headers of a hit are then the bearer's, built once per object). */
+const HEADER_SIGNED: Principal = Object.freeze({ kind: 'bearer' })
+
 function principalOf(request: S3Request): Principal {
   const { expiresAt } = request.verified
-  return expiresAt === undefined ? { kind: 'bearer' } : { kind: 'presigned', expiresAt: Math.floor(expiresAt) }
+  return expiresAt === undefined ? HEADER_SIGNED : { kind: 'presigned', expiresAt: Math.floor(expiresAt) }
 }
 
 /** A memory hit is answered synchronously (no promise), as on the object routes. */
