@@ -76,6 +76,29 @@ describe('access log', () => {
     for (const secret of [BEARER, 'wrong-token', sig, sig.slice(0, 20), 'sig=', 'foo=bar', '?']) assert.ok(!all.includes(secret), `no ${secret} in the access log`)
   })
 
+  it('bytes is exactly what the connection carried for the response (a miss answered later, a hit answered at once, a HEAD)', async () => {
+    const gw = await gatewayWithAccessLog(true)
+    /** Every byte the server sent for one request on a fresh connection. */
+    const received = async (method: string) => {
+      const socket = net.connect(Number(new URL(gw.url).port), '127.0.0.1')
+      await once(socket, 'connect')
+      socket.write(`${method} /local/x.txt HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer ${BEARER}\r\nConnection: close\r\n\r\n`)
+      let bytes = 0
+      socket.on('data', (chunk: Buffer) => (bytes += chunk.length))
+      await once(socket, 'close')
+      return bytes
+    }
+    let sent: number[]
+    try {
+      sent = [await received('GET'), await received('GET'), await received('HEAD')]
+    } finally {
+      await gw.close()
+    }
+    const lines = gw.lines()
+    assert.deepEqual(lines.map((l) => l.cache), ['hit=0', 'hit=1', 'hit=1'], 'a miss, then hits')
+    assert.deepEqual(lines.map((l) => l.bytes), sent)
+  })
+
   it('the client address comes from trust_proxy; an upload cut mid-body is logged as aborted', async () => {
     const gw = await gatewayWithAccessLog(true, { trust_proxy: ['127.0.0.1'] })
     try {
