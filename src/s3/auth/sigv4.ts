@@ -17,15 +17,11 @@ import { S3Error } from '../errors.ts'
 import { headerOf } from '../headers.ts'
 import { type QueryBag, hasAny, single } from '../query.ts'
 import { HmacSha256 } from './hmac.ts'
+import { ALGORITHM, type AuthorizationPrefixes, HEADER_PREFIX, MAX_PRESIGNED_SECONDS, MAX_SKEW_MS, type ParsedAuth, type SignedHeaderList, parseHeaderAuth, parseLongDate, parseQueryAuth } from './parse.ts'
 import type { S3Credential } from './scope.ts'
 
-export const ALGORITHM = 'AWS4-HMAC-SHA256'
-/** How a signed Authorization header starts (one string, not one built per request). */
-const HEADER_PREFIX = `${ALGORITHM} `
-/** S3 refuses requests whose time is further than this from its own clock. */
-export const MAX_SKEW_MS = 15 * 60 * 1000
-/** A presigned URL lives at most 7 days (`X-Amz-Expires` ≤ 604800). */
-export const MAX_PRESIGNED_SECONDS = 7 * 24 * 3600
+export { ALGORITHM, MAX_PRESIGNED_SECONDS, MAX_SKEW_MS }
+
 /** Signing keys kept (one per access key, day and region in use): cleared when full. */
 const SIGNING_KEYS = 1000
 
@@ -54,161 +50,6 @@ export function deriveSigningKey(secretAccessKey: string, shortDate: string, reg
 
 /** One-shot (Node ≥ 21.7): cheaper than a Hash object for one buffer. */
 export const sha256Hex = (data: Buffer | string) => hash('sha256', data, 'hex')
-
-interface ParsedAuth {
-  accessKeyId: string
-  shortDate: string
-  region: string
-  /** `date/region/s3/aws4_request`. */
-  scope: string
-  signedHeaders: SignedHeaderList
-  signature: string
-  longDate: string
-  presigned?: { expires: number }
-  /** The cached prefix this came from (header auth), where the signer is kept once known. */
-  prefix?: AuthorizationPrefix
-}
-
-const scopeOf = (shortDate: string, region: string) => `${shortDate}/${region}/s3/aws4_request`
-
-const LONG_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/
-
-/** The last date parsed (clients sign many requests within one second): no regex for a repeat. */
-let lastLongDate = ''
-let lastLongDateMs = 0
-
-/** `YYYYMMDDTHHMMSSZ` → unix milliseconds. */
-function parseLongDate(value: string | undefined, fail: (why: string) => S3Error): number {
-  if (value === lastLongDate) return lastLongDateMs
-  const m = value === undefined ? null : LONG_DATE.exec(value)
-  if (!m) throw fail('X-Amz-Date must be YYYYMMDDTHHMMSSZ')
-  const ms = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]))
-  if (!Number.isFinite(ms)) throw fail('X-Amz-Date is not a date')
-  lastLongDate = value!
-  lastLongDateMs = ms
-  return ms
-}
-
-/** `AKID/20260101/us-east-1/s3/aws4_request` → its parts, checked against the configured region. */
-function parseCredential(value: string | undefined, region: string, fail: (why: string) => S3Error): { accessKeyId: string; shortDate: string; region: string } {
-  const parts = value?.split('/')
-  if (!parts || parts.length !== 5 || !parts[0]) throw fail('Credential must be <access key id>/<date>/<region>/s3/aws4_request')
-  const [accessKeyId, shortDate, scopeRegion, service, terminator] = parts as [string, string, string, string, string]
-  if (!/^\d{8}$/.test(shortDate)) throw fail('the credential scope date must be YYYYMMDD')
-  if (service !== 's3' || terminator !== 'aws4_request') throw fail('the credential scope must end in /s3/aws4_request')
-  if (scopeRegion !== region) throw fail(`the region '${scopeRegion}' is wrong; expecting '${region}'`)
-  return { accessKeyId, shortDate, region: scopeRegion }
-}
-
-/** A SignedHeaders list: as a set, and sorted without repeats (the canonical request's order and its signed-headers line). */
-interface SignedHeaderList {
-  set: ReadonlySet<string>
-  sorted: readonly string[]
-  /** Each name's place in `sorted`. */
-  positions: ReadonlyMap<string, number>
-  line: string
-}
-
-/** Lists seen before (clients send the same few): no split per request. Cleared when full. */
-const signedHeaderLists = new Map<string, SignedHeaderList>()
-const SIGNED_HEADER_LISTS = 1000
-
-function parseSignedHeaders(value: string | undefined, fail: (why: string) => S3Error): SignedHeaderList {
-  const known = value === undefined ? undefined : signedHeaderLists.get(value)
-  if (known) return known
-  const names = value?.split(';') ?? []
-  if (names.length === 0 || names.some((n) => !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(n))) throw fail('SignedHeaders must be lower-case header names separated by ";"')
-  if (!names.includes('host')) throw fail('SignedHeaders must include host')
-  const set = new Set(names)
-  const sorted = [...set].sort()
-  const list = { set, sorted, positions: new Map(sorted.map((name, at) => [name, at])), line: sorted.join(';') }
-  if (value!.length <= 1024) {
-    if (signedHeaderLists.size >= SIGNED_HEADER_LISTS) signedHeaderLists.clear()
-    signedHeaderLists.set(value!, list)
-  }
-  return list
-}
-
-/** The layout every AWS SDK and CLI sends; anything else goes through the field-by-field parser. */
-const USUAL_AUTHORIZATION = /^AWS4-HMAC-SHA256 Credential=([^,\s]+), ?SignedHeaders=([^,\s]+), ?Signature=([0-9a-f]{64})$/
-const SIGNATURE = /^[0-9a-f]{64}$/
-
-/**
- * What an Authorization header of the usual layout says before its 64-digit signature
- * (algorithm, credential scope, SignedHeaders), parsed and checked: the same for every request
- * a client signs that day, so a repeat costs one lookup, not a regex and two splits. Per
- * verifier (the region check is in it); cleared when full.
- */
-interface AuthorizationPrefix {
-  accessKeyId: string
-  shortDate: string
-  region: string
-  scope: string
-  signedHeaders: SignedHeaderList
-  /** The signing key's HMAC, set by the verifier once the access key is known to exist. */
-  signer?: HmacSha256
-}
-type AuthorizationPrefixes = Map<string, AuthorizationPrefix>
-const AUTHORIZATION_PREFIXES = 1000
-
-/** `Credential=…, SignedHeaders=…, Signature=…` as a map (`usual`: in the usual layout, read by one regex), any other layout field by field. */
-function authorizationFields(authorization: string, fail: (why: string) => S3Error): { fields: Map<string, string>; usual: boolean } {
-  const fields = new Map<string, string>()
-  const usual = USUAL_AUTHORIZATION.exec(authorization)
-  if (usual) return { fields: fields.set('Credential', usual[1]!).set('SignedHeaders', usual[2]!).set('Signature', usual[3]!), usual: true }
-  for (const part of authorization.slice(ALGORITHM.length + 1).split(',')) {
-    const eq = part.indexOf('=')
-    if (eq === -1) throw fail('expected Credential=…, SignedHeaders=…, Signature=…')
-    const name = part.slice(0, eq).trim()
-    if (fields.has(name)) throw fail(`${name} given more than once`)
-    fields.set(name, part.slice(eq + 1).trim())
-  }
-  return { fields, usual: false }
-}
-
-const headerAuthFailure = (why: string) => new S3Error('AuthorizationHeaderMalformed', `the authorization header is malformed: ${why}`)
-
-function parseHeaderAuth(authorization: string, incoming: IncomingMessage, region: string, prefixes: AuthorizationPrefixes): ParsedAuth {
-  const fail = headerAuthFailure
-  const signatureAt = authorization.length - 64
-  const signatureText = signatureAt > 0 ? authorization.slice(signatureAt) : ''
-  let prefix = signatureAt > 0 && SIGNATURE.test(signatureText) ? prefixes.get(authorization.slice(0, signatureAt)) : undefined
-  let signature = signatureText
-  if (!prefix) {
-    const { fields, usual } = authorizationFields(authorization, fail)
-    const credential = parseCredential(fields.get('Credential'), region, fail)
-    const signedHeaders = parseSignedHeaders(fields.get('SignedHeaders'), fail)
-    signature = fields.get('Signature') ?? ''
-    if (!SIGNATURE.test(signature)) throw fail('Signature must be 64 lower-case hex digits')
-    prefix = { accessKeyId: credential.accessKeyId, shortDate: credential.shortDate, region: credential.region, scope: scopeOf(credential.shortDate, credential.region), signedHeaders, signer: undefined }
-    if (usual && signatureAt <= 2048) {
-      if (prefixes.size >= AUTHORIZATION_PREFIXES) prefixes.clear()
-      prefixes.set(authorization.slice(0, signatureAt), prefix)
-    }
-  }
-  const longDate = headerOf(incoming, 'x-amz-date')
-  if (longDate === undefined || !prefix.signedHeaders.set.has('x-amz-date')) throw fail('x-amz-date must be sent and signed')
-  if (!longDate.startsWith(prefix.shortDate)) throw fail('the credential scope date is not the date of X-Amz-Date')
-  return { accessKeyId: prefix.accessKeyId, shortDate: prefix.shortDate, region: prefix.region, scope: prefix.scope, signedHeaders: prefix.signedHeaders, signature, longDate, prefix }
-}
-
-function parseQueryAuth(params: QueryBag, region: string): ParsedAuth {
-  const fail = (why: string) => new S3Error('AuthorizationQueryParametersError', `the presigned URL is malformed: ${why}`)
-  if (single(params, 'X-Amz-Algorithm') !== ALGORITHM) throw fail(`X-Amz-Algorithm must be ${ALGORITHM}`)
-  if (single(params, 'X-Amz-Security-Token') !== undefined) throw fail('session tokens are not accepted')
-  const credential = parseCredential(single(params, 'X-Amz-Credential'), region, fail)
-  const signedHeaders = parseSignedHeaders(single(params, 'X-Amz-SignedHeaders'), fail)
-  const signature = single(params, 'X-Amz-Signature')
-  if (!signature || !SIGNATURE.test(signature)) throw fail('X-Amz-Signature must be 64 lower-case hex digits')
-  const longDate = single(params, 'X-Amz-Date')
-  if (!longDate?.startsWith(credential.shortDate)) throw fail('the credential scope date is not the date of X-Amz-Date')
-  const expiresText = single(params, 'X-Amz-Expires')
-  const expires = Number(expiresText)
-  if (!expiresText || !/^\d{1,7}$/.test(expiresText) || expires < 1 || expires > MAX_PRESIGNED_SECONDS) {
-    throw fail(`X-Amz-Expires must be a number of seconds from 1 to ${MAX_PRESIGNED_SECONDS} (7 days)`)
-  }
-  return { ...credential, scope: scopeOf(credential.shortDate, credential.region), signedHeaders, signature, longDate, presigned: { expires } }
-}
 
 /** Line breaks, tabs, runs of spaces, a leading or trailing space: what SigV4 folds in a header value. */
 const UNFOLDED = /[\r\n\t]|  |^ | $/
