@@ -6,7 +6,6 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { createAzureStore } from '../src/stores/azure.ts'
 import { createS3Store } from '../src/stores/s3.ts'
 import { StoreHealth } from '../src/stores/store-health.ts'
@@ -104,7 +103,11 @@ describe('fallback stores (s3rver → Azurite)', () => {
     const bytes = randomBytes(8 * KiB)
     for (const key of keys) await Promise.all([put(direct, key, bytes), put(azure, key, bytes)])
     // The production defaults (30 s) as options of the wrapper, shortened for the test.
-    const health = { media: new StoreHealth('media', { cooldownMs: 400, halfLifeMs: 50 }), eu: new StoreHealth('media-eu', { cooldownMs: 400, halfLifeMs: 50 }) }
+    // A clock moved by hand: under load, real milliseconds passed between the misses below could
+    // outlast the cooldown and let a probe reach the failing primary (a 502 instead of a 404).
+    let t = 0
+    const now = () => t
+    const health = { media: new StoreHealth('media', { cooldownMs: 400, halfLifeMs: 50, now }), eu: new StoreHealth('media-eu', { cooldownMs: 400, halfLifeMs: 50, now }) }
     const media = withFallback({ store: s3Store(proxy.url), health: health.media }, [{ store: azure, health: health.eu }])
     const gw = await startGateway({ stores: new Map([['media', media], ['media-eu', azure]]), raw: { stores: { ...STUBS, media: { type: 'fs', root: '/nonexistent' } } } })
     try {
@@ -123,7 +126,7 @@ describe('fallback stores (s3rver → Azurite)', () => {
       for (let i = 0; i < 10; i++) assert.equal((await read(gw, `breaker/miss-${i}.bin`)).status, 404)
       assert.equal(proxy.counts.requests, 0, 'no request to an open primary')
       proxy.configure({})
-      await sleep(450)
+      t += 450
       await put(direct, 'breaker/later.bin', bytes)
       proxy.reset()
       const probe = await read(gw, 'breaker/later.bin')
@@ -131,7 +134,7 @@ describe('fallback stores (s3rver → Azurite)', () => {
       assert.equal(probe.cg, 'hit=0', 'the probe went to the primary and it answered')
       assert.ok(proxy.counts.requests >= 1)
       assert.equal(health.media.breaker.state, 'closed')
-      await sleep(600) // its failures fade (half-life 50 ms): first in the ranking again
+      t += 600 // its failures fade (half-life 50 ms): first in the ranking again
       await put(direct, 'breaker/again.bin', bytes)
       await put(azure, 'breaker/again.bin', bytes)
       assert.equal((await read(gw, 'breaker/again.bin')).cg, 'hit=0')
