@@ -16,6 +16,20 @@ import { BEARER, type TestGateway, startGateway } from './helpers/gateway.ts'
 import { prng } from './helpers/prng.ts'
 
 const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
+
+/**
+ * Writes straight to the emulator, behind the gateway. s3rver now and then answers a part of a
+ * multipart PUT with 405 MethodNotAllowed (seen about once in four full runs on a loaded
+ * machine); that setup write is tried once more. The gateway's own writes are never retried.
+ */
+async function putBehind(store: Store, key: string, bytes: Buffer, contentType: string): Promise<void> {
+  try {
+    await store.put(key, Readable.from([bytes]), { contentType })
+  } catch (error) {
+    if (!/MethodNotAllowed 405/.test(String((error as Error).message))) throw error
+    await store.put(key, Readable.from([bytes]), { contentType })
+  }
+}
 const auth = { Authorization: `Bearer ${BEARER}` }
 const MiB = 1024 * 1024
 const PAGE = 4 * MiB
@@ -61,8 +75,8 @@ for (const backend of backends) {
         stores: new Map([['objs', store]]),
         raw: { stores: { objs: { type: 'fs', root: '/nonexistent' } }, cache: { max_memory: '256MiB', max_object_size: '4MiB', page_size: '4MiB' } },
       })
-      await store.put('big.bin', Readable.from([big]), { contentType: 'application/octet-stream' })
-      await store.put('small.txt', Readable.from([small]), { contentType: 'text/plain' })
+      await putBehind(store, 'big.bin', big, 'application/octet-stream')
+      await putBehind(store, 'small.txt', small, 'text/plain')
     })
     after(async () => {
       await gw?.close()
@@ -99,7 +113,7 @@ for (const backend of backends) {
 
     it('a page miss streams: the first bytes reach the client before the page has arrived, and the page is cached', async () => {
       const bytes = randomBytes(2 * PAGE)
-      await store.put('streamed.bin', Readable.from([bytes]), { contentType: 'application/octet-stream' })
+      await putBehind(store, 'streamed.bin', bytes, 'application/octet-stream')
       proxy.reset()
       // 4 MiB pages at 1 MiB/s: the page takes about 4 s to arrive whole.
       proxy.configure({ bytesPerSecond: MiB })
@@ -236,10 +250,10 @@ for (const backend of backends) {
     it('a large object replaced upstream: pages of the old ETag are never stitched into a response', async () => {
       const v1 = randomBytes(10 * MiB)
       const v2 = randomBytes(10 * MiB)
-      await store.put('changing.bin', Readable.from([v1]), { contentType: 'application/octet-stream' })
+      await putBehind(store, 'changing.bin', v1, 'application/octet-stream')
       const page0 = await fetch(url('changing.bin'), { headers: { ...auth, Range: 'bytes=0-99' } })
       assert.deepEqual(Buffer.from(await page0.arrayBuffer()), v1.subarray(0, 100))
-      await store.put('changing.bin', Readable.from([v2]), { contentType: 'application/octet-stream' }) // behind the gateway's back
+      await putBehind(store, 'changing.bin', v2, 'application/octet-stream') // behind the gateway's back
       // Spans cached page 0 (v1) and page 1, which upstream now serves from v2.
       const mixed = await fetch(url('changing.bin'), { headers: { ...auth, Range: `bytes=0-${PAGE + 99}` } })
         .then(async (r) => ({ status: r.status, body: Buffer.from(await r.arrayBuffer()) }))
