@@ -15,6 +15,8 @@
  * (user + system, from /proc; Linux): the cost of each path, whatever else runs beside it.
  *
  *   npm run bench:s3 [-- --duration 5 --rounds 3 --connections 32 --signatures 1000]
+ *   npm run bench:s3 -- --sizes 4k --root /path/to/other/checkout   # 4 KiB only; that checkout's gateway
+ *   npm run bench:s3 -- --baseline-root /path/to/old/checkout        # and the old code's gateway beside it, rounds interleaved
  * A run must finish within 15 minutes of its start (the signatures' clock skew).
  */
 import { createHash, createHmac } from 'node:crypto'
@@ -33,6 +35,9 @@ const { values: flags } = parseArgs({
     rounds: { type: 'string', default: '3' },
     connections: { type: 'string', default: '32' },
     signatures: { type: 'string', default: '1000' },
+    sizes: { type: 'string', default: '4k,1m' },
+    root: { type: 'string' },
+    'baseline-root': { type: 'string' },
   },
 })
 const positive = (value: string, name: string) => {
@@ -49,10 +54,13 @@ const ACCESS_KEY = 'bench-s3'
 const SECRET_KEY = 'bench-s3-secret-0123456789abcdef'
 const REGION = 'us-east-1'
 const BUCKET = 'bench'
-const OBJECTS = [
-  { name: '4 KiB', key: 'small.bin', size: 4096 },
-  { name: '1 MiB', key: 'large.bin', size: 2 ** 20 },
+const SIZES = [
+  { id: '4k', name: '4 KiB', key: 'small.bin', size: 4096 },
+  { id: '1m', name: '1 MiB', key: 'large.bin', size: 2 ** 20 },
 ]
+const wanted = flags.sizes!.split(',')
+for (const id of wanted) if (!SIZES.some((s) => s.id === id)) throw new Error(`--sizes: a list of ${SIZES.map((s) => s.id).join(', ')}`)
+const OBJECTS = SIZES.filter((s) => wanted.includes(s.id))
 const log = (line: string) => process.stderr.write(`${line}\n`)
 
 const sha256 = (data: string) => createHash('sha256').update(data).digest('hex')
@@ -127,71 +135,109 @@ async function wrk(base: string, file: string, pid: number): Promise<Run> {
   return { rps: raw.requests / (raw.duration_us / 1e6), p99Ms: raw.p99_us / 1000, errors: raw.errors, cpuUs: ((cpuMs(pid) - cpuBefore) * 1000) / raw.requests }
 }
 
+interface Variant {
+  gateway: string
+  name: string
+  file: string
+  object: (typeof OBJECTS)[number]
+  pid: number
+  url: string
+}
+
+/** A gateway from `root` with the S3 API on, the objects PUT into its cache and a wrk script per client. */
+async function prepare(label: string, dir: string, root: string | undefined, started: Date): Promise<Variant[]> {
+  const gateway = await startGateway(`gateway-${label}`, path.join(dir, label), {
+    listen: '127.0.0.1:0',
+    auth: { bearer_token: BEARER },
+    stores: { [BUCKET]: { type: 'fs', root: path.join(dir, label, 'root') } },
+    cache: { max_memory: '256MiB', max_object_size: '8MiB' },
+    s3_api: { region: REGION, credentials: [{ access_key_id: ACCESS_KEY, secret_access_key: SECRET_KEY, buckets: [BUCKET] }] },
+    // info: the bench waits for the "listening" line.
+    log: { level: 'info' },
+  }, [], root)
+  const variants: Variant[] = []
+  for (const object of OBJECTS) {
+    // The PUT caches the object: every GET below is a memory hit.
+    const put = await fetch(`${gateway.url}/${BUCKET}/${object.key}`, { method: 'PUT', headers: { Authorization: `Bearer ${BEARER}` }, body: new Uint8Array(object.size).fill(7) })
+    if (put.status !== 200) throw new Error(`PUT ${object.key}: ${put.status}`)
+    const target = `/${BUCKET}/${object.key}`
+    const files = {
+      bearer: script(target, [{ Authorization: `Bearer ${BEARER}` }]),
+      s3: script(target, [signGet(gateway.url, object.key, started)]),
+      's3 varied': script(target, Array.from({ length: SIGNATURES }, (_, i) => signGet(gateway.url, object.key, started, i))),
+    }
+    for (const [name, text] of Object.entries(files)) {
+      const file = path.join(dir, `${label}-${object.key}-${name.replace(' ', '-')}.lua`)
+      await writeFile(file, text)
+      variants.push({ gateway: label, name, file, object, pid: gateway.child.pid!, url: gateway.url })
+    }
+    // Each client is checked once before it is measured: a refused request would measure an error path.
+    for (const headers of [{ Authorization: `Bearer ${BEARER}` }, signGet(gateway.url, object.key, started, 1)]) {
+      const res = await fetch(`${gateway.url}${target}`, { headers })
+      if (res.status !== 200) throw new Error(`GET ${target}: ${res.status} ${await res.text()}`)
+      await res.arrayBuffer()
+    }
+  }
+  return variants
+}
+
 async function main(): Promise<void> {
   pinSelf()
   const dir = await mkdtemp(path.join(tmpdir(), 'cachegate-bench-s3-'))
   onInterrupt(() => rm(dir, { recursive: true, force: true }))
   const load = loadAverage()
   try {
-    const gateway = await startGateway('gateway', path.join(dir, 'gateway'), {
-      listen: '127.0.0.1:0',
-      auth: { bearer_token: BEARER },
-      stores: { [BUCKET]: { type: 'fs', root: path.join(dir, 'root') } },
-      cache: { max_memory: '256MiB', max_object_size: '8MiB' },
-      s3_api: { region: REGION, credentials: [{ access_key_id: ACCESS_KEY, secret_access_key: SECRET_KEY, buckets: [BUCKET] }] },
-      // info: the bench waits for the "listening" line.
-      log: { level: 'info' },
-    })
     const started = new Date()
-    const variants: { name: string; file: string; object: (typeof OBJECTS)[number] }[] = []
-    for (const object of OBJECTS) {
-      // The PUT caches the object: every GET below is a memory hit.
-      const put = await fetch(`${gateway.url}/${BUCKET}/${object.key}`, { method: 'PUT', headers: { Authorization: `Bearer ${BEARER}` }, body: new Uint8Array(object.size).fill(7) })
-      if (put.status !== 200) throw new Error(`PUT ${object.key}: ${put.status}`)
-      const target = `/${BUCKET}/${object.key}`
-      const files = {
-        bearer: script(target, [{ Authorization: `Bearer ${BEARER}` }]),
-        s3: script(target, [signGet(gateway.url, object.key, started)]),
-        's3 varied': script(target, Array.from({ length: SIGNATURES }, (_, i) => signGet(gateway.url, object.key, started, i))),
-      }
-      for (const [name, text] of Object.entries(files)) {
-        const file = path.join(dir, `${object.key}-${name.replace(' ', '-')}.lua`)
-        await writeFile(file, text)
-        variants.push({ name, file, object })
-      }
-      // Each client is checked once before it is measured: a refused request would measure an error path.
-      for (const headers of [{ Authorization: `Bearer ${BEARER}` }, signGet(gateway.url, object.key, started, 1)]) {
-        const res = await fetch(`${gateway.url}${target}`, { headers })
-        if (res.status !== 200) throw new Error(`GET ${target}: ${res.status} ${await res.text()}`)
-        await res.arrayBuffer()
-      }
-    }
-    const results = new Map<(typeof variants)[number], Run[]>(variants.map((v) => [v, []]))
+    const variants = await prepare('this', dir, flags.root ? path.resolve(flags.root) : undefined, started)
+    if (flags['baseline-root']) variants.push(...(await prepare('baseline', dir, path.resolve(flags['baseline-root']), started)))
+    const results = new Map<Variant, Run[]>(variants.map((v) => [v, []]))
     for (let round = 1; round <= ROUNDS; round++) {
       for (const variant of variants) {
         if (isInterrupted()) return
-        const run = await wrk(gateway.url, variant.file, gateway.child.pid)
-        log(`round ${round}: ${variant.object.name} ${variant.name}: ${count(run.rps)} req/s, p99 ${fixed(run.p99Ms)} ms, gateway CPU ${fixed(run.cpuUs, 1)} µs/req${run.errors ? `, ${run.errors} errors` : ''}`)
+        const run = await wrk(variant.url, variant.file, variant.pid)
+        log(`round ${round}: ${variant.gateway} ${variant.object.name} ${variant.name}: ${count(run.rps)} req/s, p99 ${fixed(run.p99Ms)} ms, gateway CPU ${fixed(run.cpuUs, 1)} µs/req${run.errors ? `, ${run.errors} errors` : ''}`)
         results.get(variant)!.push(run)
       }
     }
     if (Date.now() - started.getTime() > 15 * 60 * 1000) log('warning: the run outlasted the 15-minute clock skew; late requests were refused (see errors)')
-    const rows: string[][] = []
-    const verdicts: string[] = []
-    for (const object of OBJECTS) {
-      const of = (name: string) => results.get(variants.find((v) => v.object === object && v.name === name)!)!
-      const bearer = median(of('bearer').map((r) => r.rps))
-      const bearerCpu = median(of('bearer').map((r) => r.cpuUs))
-      for (const name of ['bearer', 's3', 's3 varied']) {
-        const runs = of(name)
-        const rps = median(runs.map((r) => r.rps))
-        const cpu = median(runs.map((r) => r.cpuUs))
-        rows.push([object.name, name, count(rps), fixed(median(runs.map((r) => r.p99Ms))), fixed(rps / bearer), fixed(cpu, 1), fixed(bearerCpu / cpu), String(runs.reduce((n, r) => n + r.errors, 0))])
+    const of = (gateway: string, object: (typeof OBJECTS)[number], name: string) => results.get(variants.find((v) => v.gateway === gateway && v.object === object && v.name === name)!)!
+    const sections: string[] = []
+    for (const gateway of flags['baseline-root'] ? ['this', 'baseline'] : ['this']) {
+      const rows: string[][] = []
+      const verdicts: string[] = []
+      for (const object of OBJECTS) {
+        const bearer = median(of(gateway, object, 'bearer').map((r) => r.rps))
+        const bearerCpu = median(of(gateway, object, 'bearer').map((r) => r.cpuUs))
+        for (const name of ['bearer', 's3', 's3 varied']) {
+          const runs = of(gateway, object, name)
+          const rps = median(runs.map((r) => r.rps))
+          const cpu = median(runs.map((r) => r.cpuUs))
+          rows.push([object.name, name, count(rps), fixed(median(runs.map((r) => r.p99Ms))), fixed(rps / bearer), fixed(cpu, 1), fixed(bearerCpu / cpu), String(runs.reduce((n, r) => n + r.errors, 0))])
+        }
+        if (object.size === 4096) {
+          const s3 = median(of(gateway, object, 's3').map((r) => r.rps)) / bearer
+          verdicts.push(`4 KiB hit through S3: ${fixed(s3)}× bearer → the S3 front end (SigV4 check included) costs ${fixed((1 - s3) * 100, 0)}% (target ≤ 30%: ${s3 >= 0.7 ? 'met' : 'missed'})`)
+        }
       }
-      if (object.size === 4096) {
-        const s3 = median(of('s3').map((r) => r.rps)) / bearer
-        verdicts.push(`4 KiB hit through S3: ${fixed(s3)}× bearer → the S3 front end (SigV4 check included) costs ${fixed((1 - s3) * 100, 0)}% (target ≤ 30%: ${s3 >= 0.7 ? 'met' : 'missed'})`)
-      }
+      sections.push(
+        ...(flags['baseline-root'] ? [`### ${gateway === 'this' ? 'this checkout' : `baseline: ${flags['baseline-root']}`}`, ''] : []),
+        table(['object', 'client', 'req/s', 'p99 ms', '× bearer', 'gw CPU µs/req', 'bearer CPU ÷ this', 'errors'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r']),
+        '',
+        ...verdicts,
+        '',
+      )
+    }
+    if (flags['baseline-root']) {
+      // Per round, this checkout's CPU per request against the baseline's for the same client: the pairing cancels most of a noisy neighbour.
+      const rows = OBJECTS.flatMap((object) =>
+        ['bearer', 's3', 's3 varied'].map((name) => {
+          const mine = of('this', object, name)
+          const theirs = of('baseline', object, name)
+          const ratios = mine.map((run, i) => theirs[i]!.cpuUs / run.cpuUs)
+          return [object.name, name, fixed(median(ratios)), `${fixed(Math.min(...ratios))}–${fixed(Math.max(...ratios))}`]
+        }),
+      )
+      sections.push('### this checkout against the baseline (baseline CPU ÷ this CPU, per round; > 1: cheaper now)', '', table(['object', 'client', 'median', 'rounds'], rows, ['l', 'l', 'r', 'r']), '')
     }
     process.stdout.write(
       [
@@ -199,10 +245,7 @@ async function main(): Promise<void> {
         '',
         `${machineLine()}; load ${load} → ${loadAverage()}; ${DURATION} s × ${ROUNDS} interleaved rounds, c=${CONNECTIONS}; medians`,
         '',
-        table(['object', 'client', 'req/s', 'p99 ms', '× bearer', 'gw CPU µs/req', 'bearer CPU ÷ this', 'errors'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r']),
-        '',
-        ...verdicts,
-        '',
+        ...sections,
       ].join('\n'),
     )
   } finally {

@@ -5,13 +5,12 @@
  */
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { createHash, createHmac } from 'node:crypto'
+import { createHmac } from 'node:crypto'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3ServiceException } from '@aws-sdk/client-s3'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
-import { SignatureV4 } from '@smithy/signature-v4'
 import { createApp } from '../src/app.ts'
 import { createMemoryCache } from '../src/cache/memory.ts'
 import { validateConfig } from '../src/config/load.ts'
@@ -19,50 +18,9 @@ import { createLogger } from '../src/log.ts'
 import { createFsStore } from '../src/stores/fs.ts'
 import { BEARER, type TestGateway, rawRequest, startGateway, tempDir } from './helpers/gateway.ts'
 import { FULL, READER, REGION, s3Api, s3Client, startS3Gateway } from './helpers/s3-gateway.ts'
+import { type Signed, sha256Hex, sign } from './helpers/s3-sign.ts'
 
-class NodeSha256 {
-  readonly #hash
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.#hash = secret === undefined ? createHash('sha256') : createHmac('sha256', typeof secret === 'string' ? secret : Buffer.from(secret as ArrayBuffer))
-  }
-  update(data: Uint8Array | string) {
-    this.#hash.update(data)
-  }
-  async digest() {
-    return new Uint8Array(this.#hash.digest())
-  }
-  reset() {}
-}
-
-const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex')
-const hmac = (key: Buffer | string, data: string) => createHmac('sha256', key).update(data).digest()
-
-interface Signed {
-  headers: Record<string, string>
-  /** The request's signature: the seed of the chunk signatures. */
-  signature: string
-  amzDate: string
-  scope: string
-  signingKey: Buffer
-}
-
-/** Signs `method url` with the SDK's signer; `payload` is the x-amz-content-sha256 value. */
-async function sign(base: string, method: string, target: string, headers: Record<string, string>, payload: string, credentials = FULL, date = new Date()): Promise<Signed> {
-  const url = new URL(target, base)
-  const signer = new SignatureV4({ service: 's3', region: REGION, credentials, sha256: NodeSha256, uriEscapePath: false })
-  const query: Record<string, string> = {}
-  for (const [k, v] of url.searchParams) query[k] = v
-  const signed = await signer.sign(
-    { method, protocol: 'http:', hostname: url.hostname, port: Number(url.port), path: url.pathname, query, headers: { host: url.host, 'x-amz-content-sha256': payload, ...headers } },
-    { signingDate: date },
-  )
-  const out = signed.headers as Record<string, string>
-  const signature = /Signature=([0-9a-f]{64})/.exec(out.authorization!)![1]!
-  const amzDate = out['x-amz-date']!
-  const day = amzDate.slice(0, 8)
-  const signingKey = hmac(hmac(hmac(hmac(`AWS4${credentials.secretAccessKey}`, day), REGION), 's3'), 'aws4_request')
-  return { headers: out, signature, amzDate, scope: `${day}/${REGION}/s3/aws4_request`, signingKey }
-}
+const sha256 = sha256Hex
 
 /** An aws-chunked body signed chunk by chunk (STREAMING-AWS4-HMAC-SHA256-PAYLOAD); `tamper` flips a byte of chunk `tamper`'s data after signing. */
 function signedChunks(signed: Signed, chunks: Buffer[], tamper?: number): Buffer {

@@ -7,7 +7,6 @@
  * node:http server running the verifier, and a copy with one signed part changed must be refused.
  */
 import assert from 'node:assert/strict'
-import { createHash, createHmac } from 'node:crypto'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
@@ -17,27 +16,21 @@ import { splitTarget } from '../src/http/object/index.ts'
 import { createSigV4Verifier } from '../src/s3/auth/sigv4.ts'
 import { toS3Error } from '../src/s3/errors.ts'
 import { parseQuery } from '../src/s3/query.ts'
-
-class NodeSha256 {
-  readonly #hash
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.#hash = secret === undefined ? createHash('sha256') : createHmac('sha256', typeof secret === 'string' ? secret : Buffer.from(secret as ArrayBuffer))
-  }
-  update(data: Uint8Array | string) {
-    this.#hash.update(data)
-  }
-  async digest() {
-    return new Uint8Array(this.#hash.digest())
-  }
-  reset() {}
-}
+import { NodeSha256 } from './helpers/s3-sign.ts'
 
 const REGION = 'eu-west-3'
 const NOW = Date.UTC(2026, 10, 29, 12, 34, 56)
 const credentials = { accessKeyId: 'AKIDSMITHYAGREES', secretAccessKey: 'smithy-agrees-secret/0123456789+abc' }
 const signer = new SignatureV4({ service: 's3', region: REGION, credentials, sha256: NodeSha256, uriEscapePath: false })
+/** A second key whose Authorization prefix has the first one's length: the verifier's last-prefix shortcut must tell them apart. */
+const other = { accessKeyId: 'AKIDSMITHYOTHERS', secretAccessKey: 'another-secret/0123456789+abcdefgh' }
+const otherSigner = new SignatureV4({ service: 's3', region: REGION, credentials: other, sha256: NodeSha256, uriEscapePath: false })
+const ALL_METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'DELETE'] as const)
 const verifier = createSigV4Verifier({
-  credentials: [{ ...credentials, buckets: ['b'], methods: new Set(['GET', 'HEAD', 'PUT', 'POST', 'DELETE'] as const), prefix: '' }],
+  credentials: [
+    { ...credentials, buckets: ['b'], methods: ALL_METHODS, prefix: '' },
+    { ...other, buckets: ['b'], methods: ALL_METHODS, prefix: '' },
+  ],
   region: REGION,
   now: () => NOW,
 })
@@ -130,6 +123,34 @@ describe('SigV4 verification agrees with @smithy/signature-v4', () => {
     assert.deepEqual(parseQuery('valueOf=&toString=1&toString=2'), { valueOf: '', toString: ['1', '2'] })
   })
 
+
+  it('keeps Authorization prefixes apart: two keys in turn, a signature moved to the other prefix, a changed signed-header list', async () => {
+    const headers = { host: `127.0.0.1:${port}`, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' }
+    const request = (path: string, extra: Record<string, string> = {}) => ({ method: 'GET', protocol: 'http:', hostname: '127.0.0.1', port, path, headers: { ...headers, ...extra } })
+    const signingDate = new Date(NOW - 1000)
+    const mine = await signer.sign(request('/b/one'), { signingDate })
+    const theirs = await otherSigner.sign(request('/b/one'), { signingDate })
+    const mineAuth = String(mine.headers.authorization)
+    const theirsAuth = String(theirs.headers.authorization)
+    assert.equal(mineAuth.length, theirsAuth.length)
+    for (let round = 0; round < 3; round++) {
+      assert.equal(await send('GET', '/b/one', mine.headers), 'ok')
+      assert.equal(await send('GET', '/b/one', theirs.headers), 'ok')
+    }
+    // Each signature under the other key's prefix (same length; the other's prefix was the last one seen).
+    const signatureOf = (auth: string) => auth.slice(-64)
+    const swapped = (auth: string, signature: string) => `${auth.slice(0, -64)}${signature}`
+    assert.equal(await send('GET', '/b/one', { ...theirs.headers, authorization: swapped(theirsAuth, signatureOf(mineAuth)) }), 'SignatureDoesNotMatch')
+    assert.equal(await send('GET', '/b/one', { ...mine.headers, authorization: swapped(mineAuth, signatureOf(theirsAuth)) }), 'SignatureDoesNotMatch')
+    // Another signed-header list (one more header): a prefix of its own, verified as such.
+    const more = await signer.sign(request('/b/one', { 'x-amz-meta-a': '1' }), { signingDate })
+    assert.equal(await send('GET', '/b/one', more.headers), 'ok')
+    assert.equal(await send('GET', '/b/one', { ...more.headers, authorization: swapped(String(more.headers.authorization), signatureOf(mineAuth)) }), 'SignatureDoesNotMatch')
+    // A signature that is not 64 lower-case hex digits is malformed, whether or not its prefix is known.
+    assert.equal(await send('GET', '/b/one', { ...mine.headers, authorization: swapped(mineAuth, signatureOf(mineAuth).toUpperCase()) }), 'AuthorizationHeaderMalformed')
+    assert.equal(await send('GET', '/b/one', { ...mine.headers, authorization: `${mineAuth.slice(0, -1)}g` }), 'AuthorizationHeaderMalformed')
+    assert.equal(await send('GET', '/b/one', mine.headers), 'ok')
+  })
 
   it('accepts what smithy signs and refuses it once one signed part changes', async () => {
     await fc.assert(

@@ -10,8 +10,9 @@
  * on before its signature is checked (it covers the whole chunk), but any failure — a signature,
  * the framing, a checksum — fails the stream before it ends, so no store commits the upload.
  */
-import { createHash, type Hash, timingSafeEqual } from 'node:crypto'
+import { createHash, type Hash } from 'node:crypto'
 import { Transform, type TransformCallback } from 'node:stream'
+import { equalHex } from './auth/hmac.ts'
 import type { BodyTally } from './body-check.ts'
 import { S3Error } from './errors.ts'
 
@@ -47,9 +48,6 @@ type State = 'size' | 'data' | 'data-end' | 'trailer' | 'done'
 const malformed = (why: string) => new S3Error('InvalidArgument', `malformed aws-chunked body: ${why}`)
 const badSignature = () => new S3Error('SignatureDoesNotMatch', 'a chunk signature of the aws-chunked body does not match')
 
-function sameHex(a: string, b: string): boolean {
-  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b))
-}
 
 export class ChunkedDecoder extends Transform {
   readonly #options: ChunkedOptions
@@ -161,7 +159,7 @@ export class ChunkedDecoder extends Transform {
     const digest = this.#chunkHash!.digest('hex')
     const text = `AWS4-HMAC-SHA256-PAYLOAD\n${signing.longDate}\n${signing.scope}\n${this.#previous}\n${EMPTY_SHA256}\n${digest}`
     const expected = signing.signString(text)
-    if (!sameHex(expected, this.#chunkSignature!)) throw badSignature()
+    if (!equalHex(expected, this.#chunkSignature!)) throw badSignature()
     this.#previous = expected
   }
 
@@ -190,7 +188,7 @@ export class ChunkedDecoder extends Transform {
       .join('')
     const digest = createHash('sha256').update(text).digest('hex')
     const expected = signing.signString(`AWS4-HMAC-SHA256-TRAILER\n${signing.longDate}\n${signing.scope}\n${this.#previous}\n${digest}`)
-    if (!sameHex(expected, signature)) throw badSignature()
+    if (!equalHex(expected, signature)) throw badSignature()
   }
 
   #checksumFromTrailer(): string | undefined {

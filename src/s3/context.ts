@@ -28,6 +28,8 @@ export interface S3Request {
   params: QueryBag
   verified: VerifiedRequest
   store: Store
+  /** `x-amz-request-id`: GetObject and HeadObject pass it to the shared read handlers; other answers have it added by their tagged `writeHead` (request-id.ts). */
+  requestId: string
 }
 
 /** The store's optional operation, or NotImplemented when this store (a test double) lacks it. */

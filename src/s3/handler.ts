@@ -87,7 +87,7 @@ export function createS3Handler(deps: S3HandlerDeps): S3Handler {
   const paths = new ParsedPaths()
 
   /** Verify, scope, route, run; throws S3 or domain errors. */
-  function serve(incoming: IncomingMessage, outgoing: ServerResponse, method: string, path: string, query: string): Promise<void> | undefined {
+  function serve(incoming: IncomingMessage, outgoing: ServerResponse, method: string, path: string, query: string, requestId: string): Promise<void> | undefined {
     if (!isS3Method(method)) throw new S3Error('MethodNotAllowed', `${method} is not an S3 method`)
     const target: S3Target = paths.get(path) ?? parseS3Path(path)
     if (target.key !== undefined) deps.hooks?.decorate?.(incoming, outgoing, { bucket: target.bucket!, key: target.key })
@@ -95,6 +95,8 @@ export function createS3Handler(deps: S3HandlerDeps): S3Handler {
     const verified = verifier.verify(incoming, path, params)
     const operation = operationOf(method, target, params, incoming.headers['x-amz-copy-source'] !== undefined)
     const { credential } = verified
+    // The read handlers are given the request id; every other answer gets it from its writeHead.
+    if (operation !== 'GetObject' && operation !== 'HeadObject') tagWithRequestId(outgoing, requestId)
     if (operation === 'ListBuckets') {
       if (!credential.methods.has('GET')) throw new S3Error('AccessDenied', 'this access key may not use GET')
       listBuckets(ctx, credential, outgoing)
@@ -106,7 +108,7 @@ export function createS3Handler(deps: S3HandlerDeps): S3Handler {
     if (!store) throw new S3Error('NoSuchBucket', 'the specified bucket does not exist')
     // The target itself: one that came from `paths` is known there and costs no lookup.
     if (target.key !== undefined) paths.remember(path, target as ObjectTarget)
-    return OPERATIONS[operation](ctx, { incoming, outgoing, method, bucket, key: target.key, params, verified, store })
+    return OPERATIONS[operation](ctx, { incoming, outgoing, method, bucket, key: target.key, params, verified, store, requestId })
   }
 
   function fail(outgoing: ServerResponse, method: string, path: string, requestId: string, error: unknown): void {
@@ -129,10 +131,9 @@ export function createS3Handler(deps: S3HandlerDeps): S3Handler {
   return function s3Handler(incoming, outgoing, path, query) {
     const method = incoming.method ?? 'GET'
     const requestId = nextId()
-    tagWithRequestId(outgoing, requestId)
     let pending: Promise<void> | undefined
     try {
-      pending = serve(incoming, outgoing, method, path, query)
+      pending = serve(incoming, outgoing, method, path, query, requestId)
     } catch (error) {
       fail(outgoing, method, path, requestId, error)
     }

@@ -15,9 +15,11 @@ export function sendEmpty(outgoing: ServerResponse, status: number, headers?: Ou
 
 /** An error in S3's XML; a HEAD answer carries the status and headers only (S3 does the same). */
 export function sendError(outgoing: ServerResponse, method: string, error: S3Error, resource: string, requestId: string): void {
+  // Given here: the request may not have been tagged (request-id.ts).
+  const headers = { ...error.headers, 'x-amz-request-id': requestId }
   if (method === 'HEAD') {
-    sendEmpty(outgoing, error.status, error.headers)
+    sendEmpty(outgoing, error.status, headers)
     return
   }
-  sendXml(outgoing, error.status, errorDocument(error.code, error.message, resource, requestId), error.headers)
+  sendXml(outgoing, error.status, errorDocument(error.code, error.message, resource, requestId), headers)
 }

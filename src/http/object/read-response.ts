@@ -47,6 +47,14 @@ function hitHeaders(meta: ObjectMeta, principal: Principal, nowMs: number): Outg
   return headers
 }
 
+/**
+ * `headers` with a front end's own (S3's request id) laid over them: a copy, since `headers`
+ * may be shared (the cached bearer hit headers). Merged here rather than set on the response
+ * beforehand: a header set with `setHeader` before `writeHead` sends Node down its slow path,
+ * every header through `setHeader`'s checks.
+ */
+export const withExtra = (headers: OutgoingHttpHeaders, extra: OutgoingHttpHeaders | undefined): OutgoingHttpHeaders => (extra === undefined ? headers : { ...headers, ...extra })
+
 /** `X-CG-Status`: `hit=1|hit=0`, the fallback store that answered a miss, and a hit's freshness. */
 function cacheStatus(meta: ObjectMeta, hit: boolean, freshness: FreshnessStatus | undefined): string {
   if (freshness === 'replaced') return 'hit=0; replaced'
@@ -95,6 +103,7 @@ export function writeObject(
   principal: Principal,
   nowMs: number,
   logger: Logger,
+  extra?: OutgoingHttpHeaders,
 ): Promise<void> | undefined {
   const { meta } = object
   const rangeHeader = request.range
@@ -109,17 +118,18 @@ export function writeObject(
   const bytes = object.bytes
   if (bytes && (resolved.type === 'full' || resolved.ranges.length === 1)) {
     if (resolved.type === 'full') {
-      send(outgoing, 200, object.freshness === undefined ? hitHeaders(meta, principal, nowMs) : objectHeaders(meta, true, principal, nowMs, object.freshness), bytes, logger)
+      const headers = object.freshness === undefined ? hitHeaders(meta, principal, nowMs) : objectHeaders(meta, true, principal, nowMs, object.freshness)
+      send(outgoing, 200, withExtra(headers, extra), bytes, logger)
       return undefined
     }
     const headers = objectHeaders(meta, true, principal, nowMs, object.freshness)
     const range = resolved.ranges[0]!
     headers['Content-Range'] = contentRange(range, meta.size)
     headers['Content-Length'] = range.end - range.start + 1
-    send(outgoing, 206, headers, sliceBytes(bytes, range.start, range.end), logger)
+    send(outgoing, 206, Object.assign(headers, extra), sliceBytes(bytes, range.start, range.end), logger)
     return undefined
   }
-  return writeParts(outgoing, object, resolved, principal, nowMs, logger)
+  return writeParts(outgoing, object, resolved, principal, nowMs, logger, extra)
 }
 
 async function writeParts(
@@ -129,13 +139,15 @@ async function writeParts(
   principal: Principal,
   nowMs: number,
   logger: Logger,
+  extra: OutgoingHttpHeaders | undefined,
 ): Promise<void> {
   const { meta } = object
   const ranges: ByteRange[] = resolved.type === 'partial' ? resolved.ranges : [{ start: 0, end: meta.size - 1 }]
   // Asked even of an object joined in flight: a paged one plans its reads from all the ranges.
   const cached = object.result !== 'hit' && meta.size > 0 && (await object.cached(ranges))
   const hit = object.result === 'hit' || (object.result !== 'inflight' && cached)
-  const headers = objectHeaders(meta, hit, principal, nowMs, object.freshness)
+  // Built for this answer alone: the extra headers may go straight in.
+  const headers = Object.assign(objectHeaders(meta, hit, principal, nowMs, object.freshness), extra)
 
   if (resolved.type === 'full') {
     // An empty object has no range to read: send headers and no body.

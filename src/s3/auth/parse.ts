@@ -110,8 +110,48 @@ export interface AuthorizationPrefix {
   /** The signing key's HMAC, set by the verifier once the access key is known to exist. */
   signer?: HmacSha256
 }
-export type AuthorizationPrefixes = Map<string, AuthorizationPrefix>
 const AUTHORIZATION_PREFIXES = 1000
+
+/**
+ * The prefixes seen before (bounded: cleared when full), and the last one used: a client sends
+ * request after request with the same prefix, and one string comparison costs less than hashing
+ * a 150-character key for the map.
+ */
+export class AuthorizationPrefixes {
+  readonly #known = new Map<string, AuthorizationPrefix>()
+  #lastText = ''
+  #last: AuthorizationPrefix | undefined
+
+  /** The known prefix of `authorization`, whose signature starts at `signatureAt`. */
+  get(authorization: string, signatureAt: number): AuthorizationPrefix | undefined {
+    if (this.#lastText.length === signatureAt && authorization.startsWith(this.#lastText)) return this.#last
+    const text = authorization.slice(0, signatureAt)
+    const known = this.#known.get(text)
+    if (known) this.#remember(text, known)
+    return known
+  }
+
+  set(text: string, prefix: AuthorizationPrefix): void {
+    if (this.#known.size >= AUTHORIZATION_PREFIXES) this.#known.clear()
+    this.#known.set(text, prefix)
+    this.#remember(text, prefix)
+  }
+
+  #remember(text: string, prefix: AuthorizationPrefix): void {
+    this.#lastText = text
+    this.#last = prefix
+  }
+}
+
+/** 64 lower-case hex digits from `at` to the end of `text` (a character loop: no slice, no regex). */
+function endsWithSignature(text: string, at: number): boolean {
+  if (at <= 0 || text.length - at !== 64) return false
+  for (let i = at; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false
+  }
+  return true
+}
 
 /** `Credential=…, SignedHeaders=…, Signature=…` as a map (`usual`: in the usual layout, read by one regex), any other layout field by field. */
 function authorizationFields(authorization: string, fail: (why: string) => S3Error): { fields: Map<string, string>; usual: boolean } {
@@ -133,9 +173,8 @@ export const headerAuthFailure = (why: string) => new S3Error('AuthorizationHead
 export function parseHeaderAuth(authorization: string, incoming: IncomingMessage, region: string, prefixes: AuthorizationPrefixes): ParsedAuth {
   const fail = headerAuthFailure
   const signatureAt = authorization.length - 64
-  const signatureText = signatureAt > 0 ? authorization.slice(signatureAt) : ''
-  let prefix = signatureAt > 0 && SIGNATURE.test(signatureText) ? prefixes.get(authorization.slice(0, signatureAt)) : undefined
-  let signature = signatureText
+  let prefix = endsWithSignature(authorization, signatureAt) ? prefixes.get(authorization, signatureAt) : undefined
+  let signature = prefix ? authorization.slice(signatureAt) : ''
   if (!prefix) {
     const { fields, usual } = authorizationFields(authorization, fail)
     const credential = parseCredential(fields.get('Credential'), region, fail)
@@ -143,10 +182,7 @@ export function parseHeaderAuth(authorization: string, incoming: IncomingMessage
     signature = fields.get('Signature') ?? ''
     if (!SIGNATURE.test(signature)) throw fail('Signature must be 64 lower-case hex digits')
     prefix = { accessKeyId: credential.accessKeyId, shortDate: credential.shortDate, region: credential.region, scope: scopeOf(credential.shortDate, credential.region), signedHeaders, signer: undefined }
-    if (usual && signatureAt <= 2048) {
-      if (prefixes.size >= AUTHORIZATION_PREFIXES) prefixes.clear()
-      prefixes.set(authorization.slice(0, signatureAt), prefix)
-    }
+    if (usual && signatureAt <= 2048) prefixes.set(authorization.slice(0, signatureAt), prefix)
   }
   const longDate = headerOf(incoming, 'x-amz-date')
   if (longDate === undefined || !prefix.signedHeaders.set.has('x-amz-date')) throw fail('x-amz-date must be sent and signed')

@@ -7,17 +7,17 @@
  * the path as sent; headers lower-cased, sorted, whitespace folded) and test/s3-sigv4-smithy.test.ts
  * checks the two agree on random requests. The signing key is derived once per (access key,
  * day) and kept (bounded) with its HMAC pads prepared (hmac.ts); the final HMAC is compared in
- * constant time.
+ * constant time (`equalHex`).
  * AWS docs: "Authenticating Requests (AWS Signature Version 4)".
  */
-import { createHmac, hash, timingSafeEqual } from 'node:crypto'
+import { createHmac, hash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { getCanonicalQuery } from '@smithy/signature-v4'
 import { S3Error } from '../errors.ts'
 import { headerOf } from '../headers.ts'
 import { type QueryBag, hasAny, single } from '../query.ts'
-import { HmacSha256 } from './hmac.ts'
-import { ALGORITHM, type AuthorizationPrefixes, HEADER_PREFIX, MAX_PRESIGNED_SECONDS, MAX_SKEW_MS, type ParsedAuth, type SignedHeaderList, parseHeaderAuth, parseLongDate, parseQueryAuth } from './parse.ts'
+import { HmacSha256, equalHex } from './hmac.ts'
+import { ALGORITHM, AuthorizationPrefixes, HEADER_PREFIX, MAX_PRESIGNED_SECONDS, MAX_SKEW_MS, type ParsedAuth, type SignedHeaderList, parseHeaderAuth, parseLongDate, parseQueryAuth } from './parse.ts'
 import type { S3Credential } from './scope.ts'
 
 export { ALGORITHM, MAX_PRESIGNED_SECONDS, MAX_SKEW_MS }
@@ -114,12 +114,6 @@ function refuseUnsignedAmzHeaders(incoming: IncomingMessage, signed: ReadonlySet
   }
 }
 
-/** The computed HMAC against a signature already checked to be 64 hex digits, in constant time. */
-function equalSignature(expected: Buffer, hex: string): boolean {
-  const given = Buffer.from(hex, 'hex')
-  return given.length === expected.length && timingSafeEqual(expected, given)
-}
-
 const headerDateFailure = (why: string) => new S3Error('AuthorizationHeaderMalformed', why)
 const queryDateFailure = (why: string) => new S3Error('AuthorizationQueryParametersError', why)
 
@@ -138,7 +132,7 @@ export function createSigV4Verifier(options: SigV4Options) {
   const { region, now } = options
   const credentials = new Map(options.credentials.map((credential) => [credential.accessKeyId, credential]))
   const signers = new Map<string, HmacSha256>()
-  const prefixes: AuthorizationPrefixes = new Map()
+  const prefixes = new AuthorizationPrefixes()
 
   /** The HMAC under the signing key of (key, day, region), derived on first use and then kept. */
   function signerOf(credential: S3Credential, shortDate: string): HmacSha256 {
@@ -185,8 +179,9 @@ export function createSigV4Verifier(options: SigV4Options) {
     const { scope, prefix } = parsed
     // A cached prefix keeps its signer: the access key and day are in the prefix.
     const signer = prefix ? (prefix.signer ??= signerOf(credential, parsed.shortDate)) : signerOf(credential, parsed.shortDate)
-    const expected = signer.digest(`${ALGORITHM}\n${parsed.longDate}\n${scope}\n${sha256Hex(canonical)}`)
-    if (!equalSignature(expected, parsed.signature)) {
+    // Both are 64 lower-case hex digits (parse.ts checked the one given).
+    const expected = signer.hex(`${ALGORITHM}\n${parsed.longDate}\n${scope}\n${sha256Hex(canonical)}`)
+    if (!equalHex(expected, parsed.signature)) {
       throw new S3Error('SignatureDoesNotMatch', 'the request signature we calculated does not match the signature you provided; check your key and signing method')
     }
     if (parsed.presigned) refuseUnsignedAmzHeaders(incoming, parsed.signedHeaders.set)

@@ -16,6 +16,7 @@ import { S3Error, notImplemented } from '../errors.ts'
 import { headerOf } from '../headers.ts'
 import { openBody } from '../payload.ts'
 import { hasAny, single } from '../query.ts'
+import { requestIdHeader } from '../request-id.ts'
 import { sendEmpty, sendXml } from '../respond.ts'
 import { xmlDocument } from '../xml.ts'
 
@@ -59,13 +60,13 @@ function principalOf(request: S3Request): Principal {
 export function getObject(ctx: S3Context, request: S3Request): Promise<void> | undefined {
   const overrides = responseOverrides(request)
   if (overrides) overrideOnSuccess(request.outgoing, overrides)
-  return handleGet(ctx.object, request.incoming, request.outgoing, request.store, request.key!, principalOf(request))
+  return handleGet(ctx.object, request.incoming, request.outgoing, request.store, request.key!, principalOf(request), requestIdHeader(request.requestId))
 }
 
 export async function headObject(ctx: S3Context, request: S3Request): Promise<void> {
   const overrides = responseOverrides(request)
   if (overrides) overrideOnSuccess(request.outgoing, overrides)
-  await handleHead(ctx.object, request.incoming, request.outgoing, request.store, request.key!, principalOf(request), false)
+  await handleHead(ctx.object, request.incoming, request.outgoing, request.store, request.key!, principalOf(request), false, requestIdHeader(request.requestId))
 }
 
 /**
