@@ -93,7 +93,7 @@ export function createS3Handler(deps: S3HandlerDeps): S3Handler {
     if (target.key !== undefined) deps.hooks?.decorate?.(incoming, outgoing, { bucket: target.bucket!, key: target.key })
     const params = parseQuery(query)
     const verified = verifier.verify(incoming, path, params)
-    const operation = operationOf(method, target, params, incoming.headers['x-amz-copy-source'] !== undefined)
+    const operation = operationOf(method, target, params, method === 'PUT' && incoming.headers['x-amz-copy-source'] !== undefined)
     const { credential } = verified
     // The read handlers are given the request id; every other answer gets it from its writeHead.
     if (operation !== 'GetObject' && operation !== 'HeadObject') tagWithRequestId(outgoing, requestId)

@@ -12,11 +12,15 @@
  */
 import { type OutgoingHttpHeader, type OutgoingHttpHeaders, ServerResponse } from 'node:http'
 
-/** Request ids: unique per process run, no randomness per request. */
+/**
+ * Request ids: unique per process run (pid and start time, then a count), no randomness per
+ * request. The count is written in decimal: one number-to-string per request; the prefix has
+ * a fixed length, so two counts never make the same id.
+ */
 export function requestIds(): () => string {
-  const prefix = `${process.pid.toString(16)}${Date.now().toString(16)}`.toUpperCase()
+  const prefix = `${process.pid.toString(16).padStart(8, '0')}${Date.now().toString(16).padStart(12, '0')}`.toUpperCase()
   let n = 0
-  return () => `${prefix}${(++n).toString(16).toUpperCase().padStart(8, '0')}`
+  return () => `${prefix}${++n}`
 }
 
 /** The header for the shared read handlers' `extra` (http/object/get.ts). */
