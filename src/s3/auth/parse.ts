@@ -124,8 +124,8 @@ export class AuthorizationPrefixes {
 
   /** The known prefix of `authorization`, whose signature starts at `signatureAt`. */
   get(authorization: string, signatureAt: number): AuthorizationPrefix | undefined {
-    if (this.#lastText.length === signatureAt && authorization.startsWith(this.#lastText)) return this.#last
     const text = authorization.slice(0, signatureAt)
+    if (text === this.#lastText) return this.#last
     const known = this.#known.get(text)
     if (known) this.#remember(text, known)
     return known

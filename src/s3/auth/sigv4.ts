@@ -51,10 +51,18 @@ export function deriveSigningKey(secretAccessKey: string, shortDate: string, reg
 /** One-shot (Node ≥ 21.7): cheaper than a Hash object for one buffer. */
 export const sha256Hex = (data: Buffer | string) => hash('sha256', data, 'hex')
 
-/** Line breaks, tabs, runs of spaces, a leading or trailing space: what SigV4 folds in a header value. */
-const UNFOLDED = /[\r\n\t]|  |^ | $/
+/** Line breaks, tabs, runs of spaces, a leading or trailing space: what SigV4 folds in a header value (a character loop: most values have none). */
+function needsFolding(value: string): boolean {
+  const last = value.length - 1
+  for (let i = 0; i <= last; i++) {
+    const c = value.charCodeAt(i)
+    if (c === 13 || c === 10 || c === 9) return true
+    if (c === 32 && (i === 0 || i === last || value.charCodeAt(i + 1) === 32)) return true
+  }
+  return false
+}
 /** A header value as SigV4 canonicalises it (smithy: line breaks to spaces, runs of blanks to one space, trimmed by one). */
-const foldValue = (value: string) => (UNFOLDED.test(value) ? value.replace(/[\r\n]/g, ' ').replace(/[ \t]+/g, ' ').replace(/^ | $/g, '') : value)
+const foldValue = (value: string) => (needsFolding(value) ? value.replace(/[\r\n]/g, ' ').replace(/[ \t]+/g, ' ').replace(/^ | $/g, '') : value)
 
 /**
  * The canonical headers block (`name:value\n` for each signed header, sorted) from the headers
