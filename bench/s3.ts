@@ -20,6 +20,7 @@
  *   npm run bench:s3 [-- --duration 5 --rounds 3 --connections 32 --signatures 1000]
  *   npm run bench:s3 -- --sizes 4k --root /path/to/other/checkout   # 4 KiB only; that checkout's gateway
  *   npm run bench:s3 -- --baseline-root /path/to/old/checkout        # and the old code's gateway beside it, rounds interleaved
+ * Writes the "s3" section of bench/RESULTS.md (not with --root or --no-write).
  * A run must finish within 15 minutes of its start (the signatures' clock skew).
  */
 import { createHash, createHmac } from 'node:crypto'
@@ -29,8 +30,8 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { isInterrupted, onInterrupt, pinSelf, runToEnd, stopAll } from './lib/procs.ts'
-import { count, fixed, loadAverage, machineLine, median, table } from './lib/report.ts'
-import { startGateway } from './lib/servers.ts'
+import { RESULTS_PREAMBLE, count, fixed, loadAverage, machineLine, median, table, writeSection } from './lib/report.ts'
+import { ROOT, startGateway } from './lib/servers.ts'
 
 const { values: flags } = parseArgs({
   options: {
@@ -41,6 +42,7 @@ const { values: flags } = parseArgs({
     sizes: { type: 'string', default: '4k,1m' },
     root: { type: 'string' },
     'baseline-root': { type: 'string' },
+    'no-write': { type: 'boolean', default: false },
   },
 })
 const positive = (value: string, name: string) => {
@@ -252,15 +254,23 @@ async function main(): Promise<void> {
       )
       sections.push('### this checkout against the baseline (baseline CPU ÷ this CPU, per round; > 1: cheaper now)', '', table(['object', 'client', 'median', 'rounds'], rows, ['l', 'l', 'r', 'r']), '')
     }
-    process.stdout.write(
-      [
-        '## S3 front end vs bearer GET (`npm run bench:s3`)',
-        '',
-        `${machineLine()}; load ${load} → ${loadAverage()}; ${DURATION} s × ${ROUNDS} interleaved rounds, c=${CONNECTIONS}; medians`,
-        '',
-        ...sections,
-      ].join('\n'),
-    )
+    const markdown = [
+      '## S3 front end vs bearer GET (`npm run bench:s3`, issue 15)',
+      '',
+      `${machineLine()}; ${new Date().toISOString()}; load ${load} → ${loadAverage()}; ${DURATION} s × ${ROUNDS} interleaved rounds, c=${CONNECTIONS}; medians`,
+      '',
+      ...sections,
+      '```sh',
+      `npm run bench:s3 -- ${process.argv.slice(2).join(' ')}`.trimEnd(),
+      '```',
+      '',
+    ].join('\n')
+    process.stdout.write(markdown)
+    // Another checkout's gateway measured alone says nothing about this one.
+    if (!flags['no-write'] && !flags.root) {
+      await writeSection(path.join(ROOT, 'bench/RESULTS.md'), 's3', markdown, RESULTS_PREAMBLE)
+      log('bench: wrote bench/RESULTS.md (section "s3")')
+    }
   } finally {
     await stopAll()
     await rm(dir, { recursive: true, force: true })
