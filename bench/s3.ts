@@ -23,6 +23,7 @@
  * Writes the "s3" section of bench/RESULTS.md (not with --root or --no-write).
  * A run must finish within 15 minutes of its start (the signatures' clock skew).
  */
+import { execFileSync } from 'node:child_process'
 import { createHash, createHmac } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -140,6 +141,15 @@ async function wrk(base: string, file: string, pid: number): Promise<Run> {
   return { rps: raw.requests / (raw.duration_us / 1e6), p99Ms: raw.p99_us / 1000, errors: raw.errors, cpuUs: ((cpuMs(pid) - cpuBefore) * 1000) / raw.requests }
 }
 
+/** The checkout's commit, for the report (`?` outside git). */
+function commitOf(root: string): string {
+  try {
+    return execFileSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+  } catch {
+    return '?'
+  }
+}
+
 /** Median and quartiles (nearest rank). */
 function quartiles(values: readonly number[]): { low: number; median: number; high: number } {
   const sorted = [...values].sort((a, b) => a - b)
@@ -235,7 +245,7 @@ async function main(): Promise<void> {
         }
       }
       sections.push(
-        ...(flags['baseline-root'] ? [`### ${gateway === 'this' ? 'this checkout' : `baseline: ${flags['baseline-root']}`}`, ''] : []),
+        ...(flags['baseline-root'] ? [`### ${gateway === 'this' ? `this checkout (${commitOf(ROOT)})` : `baseline: ${flags['baseline-root']} (${commitOf(flags['baseline-root'])})`}`, ''] : []),
         table(['object', 'client', 'req/s', 'p99 ms', '× bearer', '× bearer, paired (IQR)', 'gw CPU µs/req', 'bearer CPU ÷ this', 'errors'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r']),
         '',
         ...verdicts,
