@@ -59,7 +59,7 @@ async function get(gw: TestGateway, key: string, headers: Record<string, string>
 
 async function stats(gw: TestGateway) {
   return (await (await fetch(`${gw.url}/stats`)).json()) as {
-    cache: { hits: number; misses: number; tiers: { memory: { entries: number; bytes: number; max_bytes: number } } }
+    cache: { hits: number; misses: number; inflight_fills: number; tiers: { memory: { entries: number; bytes: number; max_bytes: number } } }
     upstream: { ok: number; errors: number }
   }
 }
@@ -353,7 +353,8 @@ for (const backend of backends) {
       assert.equal(head.status, 200)
       assert.equal(head.headers.get('content-length'), String(bytes.length))
       for (let i = 0; i < 100 && getsUpstream() === 0; i++) await sleep(20)
-      await sleep(100)
+      // The background fill has started; wait for it to end (a fixed pause was too short on a busy machine).
+      for (let i = 0; i < 250 && (await stats(gw)).cache.inflight_fills > 0; i++) await sleep(20)
       const r = await get(gw, 'pf/warm.bin')
       assert.equal(r.headers.get('x-cg-status'), 'hit=1')
       assert.equal(sha(r.body), sha(bytes))

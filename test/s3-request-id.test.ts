@@ -7,8 +7,10 @@ import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { type RawResponse, type TestGateway, rawRequest } from './helpers/gateway.ts'
-import { FULL, startS3Gateway } from './helpers/s3-gateway.ts'
+import { CompleteMultipartUploadCommand, CopyObjectCommand, CreateMultipartUploadCommand, DeleteObjectsCommand, GetObjectCommand, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3'
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
+import { BEARER, type RawResponse, type TestGateway, rawRequest } from './helpers/gateway.ts'
+import { FULL, s3Client, startS3Gateway } from './helpers/s3-gateway.ts'
 import { sha256Hex, sign } from './helpers/s3-sign.ts'
 
 describe('S3 API: x-amz-request-id on every answer', () => {
@@ -29,9 +31,14 @@ describe('S3 API: x-amz-request-id on every answer', () => {
     const id = res.headers['x-amz-request-id']
     assert.equal(typeof id, 'string', `${method} ${target} ${status}: no x-amz-request-id`)
     assert.match(id as string, /^[0-9A-F]{16,}$/)
-    assert.ok(!seen.has(id as string), `${method} ${target} ${status}: request id ${id} repeated`)
-    seen.add(id as string)
+    fresh(id as string, `${method} ${target} ${status}`)
     return res
+  }
+
+  function fresh(id: string | undefined, what: string): void {
+    assert.ok(id, `${what}: no request id`)
+    assert.ok(!seen.has(id), `${what}: request id ${id} repeated`)
+    seen.add(id)
   }
 
   it('object reads: miss, hit, one range, several ranges, 304, 412, 404, overrides', async () => {
@@ -51,6 +58,28 @@ describe('S3 API: x-amz-request-id on every answer', () => {
     assert.match((await call('GET', '/local/missing.txt', 404)).body.toString(), /<Code>NoSuchKey<\/Code>/)
     const overridden = await call('GET', '/local/direct.txt?response-content-type=text%2Fcsv', 200)
     assert.equal(overridden.headers['content-type'], 'text/csv')
+    // One range of an object not in the cache.
+    await writeFile(path.join(gw.root, 'direct-range.txt'), 'a range of a miss')
+    assert.equal((await call('GET', '/local/direct-range.txt', 206, { range: 'bytes=2-6' })).body.toString(), 'range')
+    // A presigned URL.
+    const url = await getSignedUrl(s3Client(gw.url), new GetObjectCommand({ Bucket: 'local', Key: 'direct.txt' }), { expiresIn: 60 })
+    const presigned = await fetch(url)
+    assert.equal(presigned.status, 200)
+    fresh(presigned.headers.get('x-amz-request-id') ?? undefined, 'presigned GET')
+  })
+
+  it('the cached headers bearer clients share never carry an S3 request id', async () => {
+    await call('PUT', '/local/shared.txt', 200, {}, 'shared by both dialects')
+    for (let round = 0; round < 2; round++) {
+      await call('GET', '/local/shared.txt', 200)
+      await call('HEAD', '/local/shared.txt', 200)
+      for (const method of ['GET', 'HEAD']) {
+        const bearer = await rawRequest(gw.url, method, '/local/shared.txt', { authorization: `Bearer ${BEARER}` })
+        assert.equal(bearer.status, 200)
+        assert.equal(bearer.headers['x-cg-status'], 'hit=1')
+        assert.equal(bearer.headers['x-amz-request-id'], undefined, `bearer ${method} after S3 reads`)
+      }
+    }
   })
 
   it('HEAD: hit, 304, 404', async () => {
@@ -69,5 +98,21 @@ describe('S3 API: x-amz-request-id on every answer', () => {
     await call('DELETE', '/local/w.txt', 204)
     await call('GET', '/local/w.txt', 403, {}, undefined, { accessKeyId: FULL.accessKeyId, secretAccessKey: 'not-the-secret-0123456789' })
     await call('GET', '/nope/x.txt', 404)
+  })
+
+  it('copies, multipart uploads and multi-deletes (through the AWS SDK, which reads the id as $metadata.requestId)', async () => {
+    const client = s3Client(gw.url)
+    const Bucket = 'local'
+    fresh((await client.send(new PutObjectCommand({ Bucket, Key: 'sdk/a.txt', Body: 'a' }))).$metadata.requestId, 'PutObject')
+    fresh((await client.send(new CopyObjectCommand({ Bucket, Key: 'sdk/b.txt', CopySource: 'local/sdk/a.txt' }))).$metadata.requestId, 'CopyObject')
+    const created = await client.send(new CreateMultipartUploadCommand({ Bucket, Key: 'sdk/m.bin' }))
+    fresh(created.$metadata.requestId, 'CreateMultipartUpload')
+    const part = await client.send(new UploadPartCommand({ Bucket, Key: 'sdk/m.bin', UploadId: created.UploadId, PartNumber: 1, Body: 'part one' }))
+    fresh(part.$metadata.requestId, 'UploadPart')
+    const completed = await client.send(new CompleteMultipartUploadCommand({ Bucket, Key: 'sdk/m.bin', UploadId: created.UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] } }))
+    fresh(completed.$metadata.requestId, 'CompleteMultipartUpload')
+    const deleted = await client.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: [{ Key: 'sdk/a.txt' }, { Key: 'sdk/b.txt' }] } }))
+    fresh(deleted.$metadata.requestId, 'DeleteObjects')
+    assert.equal(deleted.Deleted?.length, 2)
   })
 })

@@ -146,6 +146,10 @@ describe('SigV4 verification agrees with @smithy/signature-v4', () => {
     const more = await signer.sign(request('/b/one', { 'x-amz-meta-a': '1' }), { signingDate })
     assert.equal(await send('GET', '/b/one', more.headers), 'ok')
     assert.equal(await send('GET', '/b/one', { ...more.headers, authorization: swapped(String(more.headers.authorization), signatureOf(mineAuth)) }), 'SignatureDoesNotMatch')
+    // Two prefixes first seen one after the other, then the first again: the last one remembered is the second.
+    const late = (signing: SignatureV4) => signing.sign(request('/b/one', { 'x-amz-meta-late': '1' }), { signingDate })
+    const [lateMine, lateTheirs] = await Promise.all([late(signer), late(otherSigner)])
+    for (const headers of [lateMine.headers, lateMine.headers, lateTheirs.headers, lateMine.headers, lateTheirs.headers]) assert.equal(await send('GET', '/b/one', headers), 'ok')
     // A signature that is not 64 lower-case hex digits is malformed, whether or not its prefix is known.
     assert.equal(await send('GET', '/b/one', { ...mine.headers, authorization: swapped(mineAuth, signatureOf(mineAuth).toUpperCase()) }), 'AuthorizationHeaderMalformed')
     assert.equal(await send('GET', '/b/one', { ...mine.headers, authorization: `${mineAuth.slice(0, -1)}g` }), 'AuthorizationHeaderMalformed')

@@ -8,6 +8,7 @@ import { Readable } from 'node:stream'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
 import { HmacSha256, equalHex } from '../src/s3/auth/hmac.ts'
+import { needsFolding } from '../src/s3/auth/sigv4.ts'
 import { BodyTally } from '../src/s3/body-check.ts'
 import { createChecksum, crc32c } from '../src/s3/checksums.ts'
 import { ChunkedDecoder, MAX_CHUNK, MAX_LINE } from '../src/s3/chunked.ts'
@@ -144,6 +145,20 @@ describe('checksums and query', () => {
   })
 })
 
+describe('SigV4 header-value folding', () => {
+  it('needsFolding says what the regex it replaced said: line breaks, tabs, runs of spaces, a leading or trailing space', () => {
+    const UNFOLDED = /[\r\n\t]|  |^ | $/
+    const CHARS = [' ', '\t', '\r', '\n', 'a', '\u2028', '\u00a0', '\v']
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...CHARS), { maxLength: 8 }).map((chars) => chars.join('')), (value) => {
+        assert.equal(needsFolding(value), UNFOLDED.test(value), JSON.stringify(value))
+      }),
+      { numRuns: 2000 },
+    )
+    for (const value of [' a', 'a ', 'a  b', 'a\tb', 'a b', '', 'ab']) assert.equal(needsFolding(value), UNFOLDED.test(value), JSON.stringify(value))
+  })
+})
+
 describe('HMAC-SHA256 with prepared key pads', () => {
   const reference = (key: Uint8Array, text: string) => createHmac('sha256', key).update(text).digest('hex')
 
@@ -159,6 +174,15 @@ describe('HMAC-SHA256 with prepared key pads', () => {
       }),
       { numRuns: 300 },
     )
+  })
+
+  it('a message too long for the prepared buffer and one that fits, of the same byte length, in turn', () => {
+    const key = Buffer.alloc(32, 9)
+    const hmac = new HmacSha256(key)
+    // 'é' is 2 bytes, '€' 3: both 684 bytes, the first over the buffer's room (3 × 342 > 1024), the second not.
+    const long = 'é'.repeat(342)
+    const short = '€'.repeat(228)
+    for (const text of [short, long, short, long, long, short]) assert.equal(hmac.hex(text), reference(key, text))
   })
 
   it('equalHex: equal digests only, whatever differs and wherever', () => {

@@ -52,7 +52,7 @@ export function deriveSigningKey(secretAccessKey: string, shortDate: string, reg
 export const sha256Hex = (data: Buffer | string) => hash('sha256', data, 'hex')
 
 /** Line breaks, tabs, runs of spaces, a leading or trailing space: what SigV4 folds in a header value (a character loop: most values have none). */
-function needsFolding(value: string): boolean {
+export function needsFolding(value: string): boolean {
   const last = value.length - 1
   for (let i = 0; i <= last; i++) {
     const c = value.charCodeAt(i)
