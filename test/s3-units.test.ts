@@ -14,6 +14,7 @@ import { createChecksum, crc32c } from '../src/s3/checksums.ts'
 import { ChunkedDecoder, MAX_CHUNK, MAX_LINE } from '../src/s3/chunked.ts'
 import { S3Error } from '../src/s3/errors.ts'
 import { parseQuery } from '../src/s3/query.ts'
+import { requestIds } from '../src/s3/request-id.ts'
 import { escapeXml, parseCompleteMultipart, parseDelete, xmlDocument } from '../src/s3/xml.ts'
 
 function encodeUnsigned(chunks: Buffer[], trailer?: string): Buffer {
@@ -142,6 +143,17 @@ describe('checksums and query', () => {
     assert.deepEqual(parseQuery('prefix=a+b%20c&x=1&x=2&flag'), { prefix: 'a+b c', x: ['1', '2'], flag: '' })
     assert.throws(() => parseQuery('__proto__=1'), S3Error)
     assert.throws(() => parseQuery('a=%zz'), S3Error)
+  })
+})
+
+describe('S3 request ids', () => {
+  it('are upper-case hex and a count, unique within a process and between generators made in the same millisecond', () => {
+    const first = requestIds()
+    const second = requestIds()
+    const ids = new Set<string>()
+    for (let i = 0; i < 1000; i++) for (const next of [first, second]) ids.add(next())
+    assert.equal(ids.size, 2000)
+    for (const id of ids) assert.match(id, /^[0-9A-F]{20}\d+$/)
   })
 })
 

@@ -10,15 +10,17 @@
  * and a symbol), which cost a 4 KiB hit 3 µs of CPU in Node's HTTP code (`npm run bench:s3`),
  * so the hottest operations are not tagged.
  */
+import { randomBytes } from 'node:crypto'
 import { type OutgoingHttpHeader, type OutgoingHttpHeaders, ServerResponse } from 'node:http'
 
 /**
- * Request ids: unique per process run (pid and start time, then a count), no randomness per
- * request. The count is written in decimal: one number-to-string per request; the prefix has
- * a fixed length, so two counts never make the same id.
+ * Request ids: a prefix drawn once per process (32 random bits and the start time: two
+ * containers that both run as pid 1 and start in the same millisecond still differ), then a
+ * count, no randomness per request. The count is written in decimal: one number-to-string per
+ * request; the prefix has a fixed length, so two counts never make the same id.
  */
 export function requestIds(): () => string {
-  const prefix = `${process.pid.toString(16).padStart(8, '0')}${Date.now().toString(16).padStart(12, '0')}`.toUpperCase()
+  const prefix = `${randomBytes(4).toString('hex')}${Date.now().toString(16).padStart(12, '0')}`.toUpperCase()
   let n = 0
   return () => `${prefix}${++n}`
 }
