@@ -143,6 +143,7 @@ export function createApp(deps: AppDeps) {
       watchUpload,
       reportError: deps.reportError,
       hooks,
+      onAuthenticated: accessLog && ((incoming, principal) => accessLog.authenticated(incoming, principal)),
     })
 
   /** The operator endpoints; `/stats` and `/metrics` only where `withTelemetry`. */

@@ -8,6 +8,8 @@ import net from 'node:net'
 import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { describe, it } from 'node:test'
+import { GetObjectCommand } from '@aws-sdk/client-s3'
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { generateKeyPair } from '../src/auth/keys.ts'
 import { presign } from '../src/auth/presign.ts'
 import { validateConfig } from '../src/config/load.ts'
@@ -15,6 +17,8 @@ import type { AccessRecord } from '../src/http/access-log.ts'
 import { createLogger } from '../src/log.ts'
 import { startServer } from '../src/server.ts'
 import { BEARER, rawRequest, tempDir } from './helpers/gateway.ts'
+import { FULL, READER, s3Api, s3Client } from './helpers/s3-gateway.ts'
+import { sign } from './helpers/s3-sign.ts'
 
 async function gatewayWithAccessLog(access: boolean, extra: Record<string, unknown> = {}) {
   const keys = generateKeyPair()
@@ -119,6 +123,38 @@ describe('access log', () => {
     const [forwarded, cut] = gw.lines()
     assert.equal(forwarded?.client, '203.0.113.7')
     assert.deepEqual([cut?.method, cut?.path, cut?.aborted, cut?.client], ['PUT', '/local/cut.txt', true, '127.0.0.1'])
+  })
+
+  it('S3 requests name the access key whose signature verified (auth "s3"); a bad signature is auth "none"; no signature or secret is logged', async () => {
+    const gw = await gatewayWithAccessLog(true, { s3_api: s3Api() })
+    const UNSIGNED = 'UNSIGNED-PAYLOAD'
+    const s3 = async (target: string, credentials = FULL) => (await rawRequest(gw.url, 'GET', target, (await sign(gw.url, 'GET', target, {}, UNSIGNED, credentials)).headers)).status
+    const presigned = new URL(await getSignedUrl(s3Client(gw.url), new GetObjectCommand({ Bucket: 'local', Key: 'x.txt' }), { expiresIn: 60 }))
+    try {
+      assert.equal(await s3('/local/x.txt'), 200)
+      assert.equal(await s3('/local/x.txt'), 200)
+      assert.equal(await s3('/local?list-type=2'), 200)
+      assert.equal(await s3('/local/x.txt', READER), 403, 'outside the reader key\'s prefix')
+      assert.equal(await s3('/local/x.txt', { ...FULL, secretAccessKey: 'not-the-secret-0123456789ab' }), 403)
+      assert.equal((await rawRequest(gw.url, 'GET', `${presigned.pathname}${presigned.search}`)).status, 200)
+    } finally {
+      await gw.close()
+    }
+    const lines = gw.lines()
+    assert.equal(lines.length, 6, gw.raw())
+    const picked = lines.map((l) => [l.path, l.status, l.cache, l.auth, l.access_key_id])
+    assert.deepEqual(picked, [
+      ['/local/x.txt', 200, 'hit=0', 's3', FULL.accessKeyId],
+      ['/local/x.txt', 200, 'hit=1', 's3', FULL.accessKeyId],
+      ['/local', 200, undefined, 's3', FULL.accessKeyId],
+      ['/local/x.txt', 403, undefined, 's3', READER.accessKeyId],
+      ['/local/x.txt', 403, undefined, 'none', undefined],
+      ['/local/x.txt', 200, 'hit=1', 's3', FULL.accessKeyId],
+    ])
+    for (const line of lines) assert.equal(line.token_id, undefined)
+    const all = gw.raw()
+    const signature = presigned.searchParams.get('X-Amz-Signature')!
+    for (const secret of [FULL.secretAccessKey, READER.secretAccessKey, 'not-the-secret', signature, 'X-Amz-', 'Signature', 'list-type', '?']) assert.ok(!all.includes(secret), `no ${secret} in the access log`)
   })
 
   it('log.access: false writes nothing', async () => {

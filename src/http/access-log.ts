@@ -53,9 +53,18 @@ export class LineWriter {
   }
 }
 
+/** An S3 request whose SigV4 signature verified: the access key that signed it. */
+export interface S3Principal {
+  kind: 's3'
+  accessKeyId: string
+}
+
+/** Who an access line names: an object route's principal or an S3 access key. */
+export type LoggedPrincipal = Principal | S3Principal
+
 /** Where the principal of an authenticated request is kept for its access line. */
 const PRINCIPAL = Symbol('cachegate.principal')
-type WithPrincipal = IncomingMessage & { [PRINCIPAL]?: Principal }
+type WithPrincipal = IncomingMessage & { [PRINCIPAL]?: LoggedPrincipal }
 
 /** The fields of one line (README "Operations" shows an example). */
 export interface AccessRecord {
@@ -73,9 +82,11 @@ export interface AccessRecord {
   duration_ms: number
   /** The `X-CG-Status` value, when the response had one. */
   cache?: string
-  auth: 'presigned' | 'bearer' | 'none'
+  auth: 'presigned' | 'bearer' | 's3' | 'none'
   /** The scoped token's id, when the principal has one. */
   token_id?: string
+  /** The S3 access key whose signature verified (`auth: "s3"`). */
+  access_key_id?: string
   client: string
   /** The response did not complete (the client left or the connection was cut). */
   aborted?: true
@@ -131,7 +142,7 @@ function isoNow(): string {
  * const started = performance.now()                        // per request, then either
  * log.ended(incoming, outgoing, path, isObjectPath(path), started)       // it ended synchronously
  * log.whenClosed(incoming, outgoing, path, isObjectPath(path), started)  // or not yet
- * log.authenticated(incoming, principal)                  // from the object routes
+ * log.authenticated(incoming, principal)                  // from the object routes and the S3 front end
  */
 export class AccessLog {
   readonly #writer: LineWriter
@@ -142,8 +153,8 @@ export class AccessLog {
     this.#clientAddress = options.clientAddress
   }
 
-  /** Records who the request authenticated as (called by the object routes). */
-  authenticated(incoming: IncomingMessage, principal: Principal): void {
+  /** Records who the request authenticated as (called by the object routes and the S3 front end). */
+  authenticated(incoming: IncomingMessage, principal: LoggedPrincipal): void {
     ;(incoming as WithPrincipal)[PRINCIPAL] = principal
   }
 
@@ -167,6 +178,7 @@ export class AccessLog {
   #line(incoming: IncomingMessage, outgoing: ServerResponse, path: string, object: boolean, started: number, client: string, aborted: boolean, bytes: number): void {
     const principal = (incoming as WithPrincipal)[PRINCIPAL]
     const tokenId = principal && 'tokenId' in principal && typeof principal.tokenId === 'string' ? principal.tokenId : undefined
+    const accessKeyId = principal?.kind === 's3' ? principal.accessKeyId : undefined
     const cache = cacheStatus(outgoing)
     // Built by hand (JSON.stringify of a record was most of this line's cost): the fixed
     // fields are known JSON-safe; every string from the request is JSON-escaped.
@@ -178,6 +190,7 @@ export class AccessLog {
         (cache === undefined ? '' : `,"cache":${JSON.stringify(cache)}`) +
         `,"auth":"${principal?.kind ?? 'none'}"` +
         (tokenId === undefined ? '' : `,"token_id":${JSON.stringify(tokenId)}`) +
+        (accessKeyId === undefined ? '' : `,"access_key_id":${JSON.stringify(accessKeyId)}`) +
         `,"client":${JSON.stringify(client)}` +
         (aborted ? ',"aborted":true' : '') +
         '}\n',

@@ -4,6 +4,7 @@
  * the object routes' handlers, so both front ends share one cache, one singleflight.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { S3Principal } from '../http/access-log.ts'
 import type { ObjectHooks } from '../http/object/index.ts'
 import { type ObjectTarget, ParsedPaths } from '../http/object/target.ts'
 import type { Logger } from '../log.ts'
@@ -61,6 +62,8 @@ export interface S3HandlerDeps {
   reportError?: (error: unknown) => void
   /** The object routes' hooks: `decorate` (CORS headers) runs on S3 object responses too. */
   hooks?: ObjectHooks
+  /** Told the access key of each request whose signature verified (for the access log). */
+  onAuthenticated?: (incoming: IncomingMessage, principal: S3Principal) => void
 }
 
 /** Handles one S3 request; a promise only when the response needs I/O first (as the object routes' handler). */
@@ -83,6 +86,9 @@ export function createS3Handler(deps: S3HandlerDeps): S3Handler {
     maxUploadSize: deps.maxUploadSize,
   }
   const nextId = requestIds()
+  const { onAuthenticated } = deps
+  /** One principal per access key, made once: the access log is told who signed, per request. */
+  const principals = new Map(deps.credentials.map((c) => [c, Object.freeze({ kind: 's3', accessKeyId: c.accessKeyId }) as S3Principal]))
   /** Object paths already decoded and checked (filled only after auth, as on the bearer routes). */
   const paths = new ParsedPaths()
 
@@ -93,6 +99,8 @@ export function createS3Handler(deps: S3HandlerDeps): S3Handler {
     if (target.key !== undefined) deps.hooks?.decorate?.(incoming, outgoing, { bucket: target.bucket!, key: target.key })
     const params = parseQuery(query)
     const verified = verifier.verify(incoming, path, params)
+    // Who signed, even if the operation or the key's scope then refuses: the line names the key.
+    onAuthenticated?.(incoming, principals.get(verified.credential)!)
     const operation = operationOf(method, target, params, method === 'PUT' && incoming.headers['x-amz-copy-source'] !== undefined)
     const { credential } = verified
     // The read handlers are given the request id; every other answer gets it from its writeHead.
