@@ -136,6 +136,7 @@ export function createApp(deps: AppDeps) {
       objects,
       credentials: s3Api.credentials.map((c) => ({ accessKeyId: c.access_key_id, secretAccessKey: c.secret_access_key, buckets: c.buckets, methods: new Set(c.methods), prefix: c.prefix })),
       region: s3Api.region,
+      maxLinkLifetime: config.auth.max_link_lifetime,
       maxUploadSize: config.cache.max_upload_size,
       telemetry,
       logger,

@@ -325,6 +325,45 @@ describe('S3 API: clock', () => {
   })
 })
 
+describe('S3 API: auth.max_link_lifetime', () => {
+  it('a presigned URL expiring further away than the limit is AccessDenied, checked from now at each request', async () => {
+    const root = await tempDir()
+    const config = validateConfig({ listen: '127.0.0.1:0', auth: { bearer_token: BEARER, max_link_lifetime: '10m' }, stores: { local: { type: 'fs', root } }, s3_api: s3Api(), log: { level: 'silent' } })
+    let offset = 0
+    const { handle } = createApp({
+      config,
+      stores: new Map([['local', createFsStore({ id: 'local', root })]]),
+      cache: createMemoryCache({ maxBytes: 2 ** 20 }),
+      logger: createLogger('silent'),
+      now: () => Date.now() + offset,
+    })
+    const server = http.createServer(handle).listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    try {
+      const client = s3Client(url)
+      await client.send(new PutObjectCommand({ Bucket: 'local', Key: 'a.txt', Body: 'a' }))
+      const within = await getSignedUrl(client, new GetObjectCommand({ Bucket: 'local', Key: 'a.txt' }), { expiresIn: 600 })
+      assert.equal((await fetch(within)).status, 200)
+      const hour = await getSignedUrl(client, new GetObjectCommand({ Bucket: 'local', Key: 'a.txt' }), { expiresIn: 3600 })
+      const refused = await fetch(hour)
+      assert.equal(refused.status, 403)
+      assert.match(await refused.text(), /<Code>AccessDenied<\/Code><Message>the presigned URL expires more than 600 s from now \(auth.max_link_lifetime\)/)
+      const put = await getSignedUrl(client, new PutObjectCommand({ Bucket: 'local', Key: 'b.txt' }), { expiresIn: 3600 })
+      assert.equal((await fetch(put, { method: 'PUT', body: 'b' })).status, 403, 'uploads too')
+      // 51 minutes on, the hour-long URL has 9 minutes left: within the limit.
+      offset = 51 * 60 * 1000
+      assert.equal((await fetch(hour)).status, 200)
+      // Signed requests (Authorization header) have no expiry: the limit does not touch them.
+      offset = 0
+      assert.equal((await client.send(new GetObjectCommand({ Bucket: 'local', Key: 'a.txt' }))).$metadata.httpStatusCode, 200)
+    } finally {
+      server.closeAllConnections()
+      server.close()
+    }
+  })
+})
+
 describe('S3 API: off', () => {
   it('without s3_api a SigV4-signed request gets the usual 401', async () => {
     const gw = await startGateway()

@@ -58,6 +58,8 @@ export interface S3HandlerDeps {
   telemetry: Telemetry
   logger: Logger
   now?: () => number
+  /** `auth.max_link_lifetime` in seconds: presigned URLs expiring later than this from now are refused. */
+  maxLinkLifetime?: number
   watchUpload?: (incoming: IncomingMessage) => () => void
   reportError?: (error: unknown) => void
   /** The object routes' hooks: `decorate` (CORS headers) runs on S3 object responses too. */
@@ -77,7 +79,7 @@ export type S3Handler = (incoming: IncomingMessage, outgoing: ServerResponse, pa
 export function createS3Handler(deps: S3HandlerDeps): S3Handler {
   const { stores, telemetry, logger } = deps
   const now = deps.now ?? Date.now
-  const verifier = createSigV4Verifier({ credentials: deps.credentials, region: deps.region, now })
+  const verifier = createSigV4Verifier({ credentials: deps.credentials, region: deps.region, now, maxLinkLifetime: deps.maxLinkLifetime })
   const ctx: S3Context = {
     objects: deps.objects,
     object: { objects: deps.objects, logger, now, watchUpload: deps.watchUpload },

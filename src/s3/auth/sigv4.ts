@@ -129,6 +129,8 @@ export interface SigV4Options {
   credentials: readonly S3Credential[]
   region: string
   now: () => number
+  /** Presigned URLs whose expiry is further than this many seconds away are refused (`auth.max_link_lifetime`). */
+  maxLinkLifetime?: number
 }
 
 /**
@@ -137,7 +139,7 @@ export interface SigV4Options {
  * const verified = verifier.verify(incoming, path, parseQuery(query))
  */
 export function createSigV4Verifier(options: SigV4Options) {
-  const { region, now } = options
+  const { region, now, maxLinkLifetime } = options
   const credentials = new Map(options.credentials.map((credential) => [credential.accessKeyId, credential]))
   const signers = new Map<string, HmacSha256>()
   const prefixes = new AuthorizationPrefixes()
@@ -164,6 +166,10 @@ export function createSigV4Verifier(options: SigV4Options) {
     if (signedAt - nowMs > MAX_SKEW_MS) throw new S3Error('AccessDenied', 'the presigned URL is not valid yet (X-Amz-Date is in the future)')
     const expiresAt = signedAt / 1000 + parsed.presigned.expires
     if (nowMs / 1000 > expiresAt) throw new S3Error('AccessDenied', 'request has expired')
+    // As for the gateway's own links: the limit holds at each request, from now.
+    if (maxLinkLifetime !== undefined && expiresAt - nowMs / 1000 > maxLinkLifetime) {
+      throw new S3Error('AccessDenied', `the presigned URL expires more than ${maxLinkLifetime} s from now (auth.max_link_lifetime)`)
+    }
     return expiresAt
   }
 
