@@ -290,56 +290,53 @@ describe('S3 API: bodies that must not be stored', () => {
   })
 })
 
+/** A gateway (fs store, S3 API on) whose clock runs `offset` ms ahead of the real one. */
+async function clockedGateway(auth: Record<string, unknown> = {}) {
+  const root = await tempDir()
+  const config = validateConfig({ listen: '127.0.0.1:0', auth: { bearer_token: BEARER, ...auth }, stores: { local: { type: 'fs', root } }, s3_api: s3Api(), log: { level: 'silent' } })
+  const clock = { offset: 0 }
+  const { handle } = createApp({
+    config,
+    stores: new Map([['local', createFsStore({ id: 'local', root })]]),
+    cache: createMemoryCache({ maxBytes: 2 ** 20 }),
+    logger: createLogger('silent'),
+    now: () => Date.now() + clock.offset,
+  })
+  const server = http.createServer(handle).listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const close = () => {
+    server.closeAllConnections()
+    server.close()
+  }
+  return { url, clock, close }
+}
+
 describe('S3 API: clock', () => {
   it('a request signed 20 minutes off is RequestTimeTooSkewed; a presigned URL past its expiry is AccessDenied', async () => {
-    const root = await tempDir()
-    const config = validateConfig({ listen: '127.0.0.1:0', auth: { bearer_token: BEARER }, stores: { local: { type: 'fs', root } }, s3_api: s3Api(), log: { level: 'silent' } })
-    let offset = 0
-    const { handle } = createApp({
-      config,
-      stores: new Map([['local', createFsStore({ id: 'local', root })]]),
-      cache: createMemoryCache({ maxBytes: 2 ** 20 }),
-      logger: createLogger('silent'),
-      now: () => Date.now() + offset,
-    })
-    const server = http.createServer(handle).listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const { url, clock, close } = await clockedGateway()
     try {
       const client = s3Client(url)
       await client.send(new PutObjectCommand({ Bucket: 'local', Key: 'a.txt', Body: 'a' }))
       const link = await getSignedUrl(client, new GetObjectCommand({ Bucket: 'local', Key: 'a.txt' }), { expiresIn: 60 })
-      offset = 20 * 60 * 1000
+      clock.offset = 20 * 60 * 1000
       assert.deepEqual(await s3Error(client.send(new GetObjectCommand({ Bucket: 'local', Key: 'a.txt' }))), { code: 'RequestTimeTooSkewed', status: 403 })
       // HEAD errors carry the status only.
       assert.equal((await s3Error(client.send(new HeadObjectCommand({ Bucket: 'local', Key: 'a.txt' })))).status, 403)
       const expired = await fetch(link)
       assert.equal(expired.status, 403)
       assert.match(await expired.text(), /<Code>AccessDenied<\/Code><Message>request has expired/)
-      offset = 0
+      clock.offset = 0
       assert.equal((await fetch(link)).status, 200)
     } finally {
-      server.closeAllConnections()
-      server.close()
+      close()
     }
   })
 })
 
 describe('S3 API: auth.max_link_lifetime', () => {
   it('a presigned URL expiring further away than the limit is AccessDenied, checked from now at each request', async () => {
-    const root = await tempDir()
-    const config = validateConfig({ listen: '127.0.0.1:0', auth: { bearer_token: BEARER, max_link_lifetime: '10m' }, stores: { local: { type: 'fs', root } }, s3_api: s3Api(), log: { level: 'silent' } })
-    let offset = 0
-    const { handle } = createApp({
-      config,
-      stores: new Map([['local', createFsStore({ id: 'local', root })]]),
-      cache: createMemoryCache({ maxBytes: 2 ** 20 }),
-      logger: createLogger('silent'),
-      now: () => Date.now() + offset,
-    })
-    const server = http.createServer(handle).listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const { url, clock, close } = await clockedGateway({ max_link_lifetime: '10m' })
     try {
       const client = s3Client(url)
       await client.send(new PutObjectCommand({ Bucket: 'local', Key: 'a.txt', Body: 'a' }))
@@ -352,14 +349,13 @@ describe('S3 API: auth.max_link_lifetime', () => {
       const put = await getSignedUrl(client, new PutObjectCommand({ Bucket: 'local', Key: 'b.txt' }), { expiresIn: 3600 })
       assert.equal((await fetch(put, { method: 'PUT', body: 'b' })).status, 403, 'uploads too')
       // 51 minutes on, the hour-long URL has 9 minutes left: within the limit.
-      offset = 51 * 60 * 1000
+      clock.offset = 51 * 60 * 1000
       assert.equal((await fetch(hour)).status, 200)
       // Signed requests (Authorization header) have no expiry: the limit does not touch them.
-      offset = 0
+      clock.offset = 0
       assert.equal((await client.send(new GetObjectCommand({ Bucket: 'local', Key: 'a.txt' }))).$metadata.httpStatusCode, 200)
     } finally {
-      server.closeAllConnections()
-      server.close()
+      close()
     }
   })
 })
