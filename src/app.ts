@@ -225,7 +225,6 @@ export function createApp(deps: AppDeps) {
     void honoListener(incoming, outgoing)
   }
 
-
   return { app, handle, metricsHandle, telemetry, objects, clientAddress, accessLog }
 }
 

@@ -1,7 +1,8 @@
 /**
  * `log.access`: one JSON line per request, written when its response closes. Built only
  * when enabled (app.ts installs nothing otherwise), and cheap when on: no header object is
- * built, the bytes sent are the connection's `bytesWritten` delta, and lines are batched
+ * built, the bytes sent are the connection's `bytesWritten` delta (for a response that ended
+ * synchronously, its header block plus its `Content-Length`), and lines are batched
  * into one stdout write per 100 ms or 64 KiB (`LineWriter`), flushed on shutdown.
  *
  * Never logged: the query string (a presigned `sig`), `Authorization`, any header value but
